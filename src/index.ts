@@ -1,0 +1,19 @@
+export { SecureDatabaseModule } from './secure-database/secure-database.module.js';
+export type {
+  SecureDatabaseModuleOptions,
+  SecureDatabaseModuleAsyncOptions,
+  SecureDatabaseOptionsFactory,
+  SslMode,
+  MinimumSslMode,
+  AppEnv,
+} from './secure-database/interfaces/secure-database-options.interface.js';
+export { databaseConfig, readDatabaseEnv } from './secure-database/config/database.config.js';
+export { DATABASE_ENV_NAMES, DATABASE_DEFAULTS } from './secure-database/config/secure-database-options.schema.js';
+export { resolveDatabaseConfig, type ResolvedDatabaseConfig } from './secure-database/config/resolve-database-config.js';
+export { redactUrl } from './secure-database/config/database-url.js';
+export { InjectPool, InjectDatabase } from './secure-database/secure-database.decorators.js';
+export { getPoolToken, getDatabaseServiceToken } from './secure-database/secure-database.utils.js';
+export { DatabaseService } from './secure-database/service/database.service.js';
+export type { DatabasePoolStats } from './secure-database/pool/database-pool.js';
+export type { ConnectionTlsFacts } from './secure-database/tls/tls-assertion.js';
+export * from './secure-database/errors/index.js';

@@ -1,0 +1,137 @@
+import Joi from 'joi';
+import { ConfigurationError } from '../errors/configuration.errors.js';
+import type { MinimumSslMode, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
+
+/** Each option's environment variable: the public contract of `databaseConfig`. */
+export const DATABASE_ENV_NAMES = {
+  url: 'DATABASE_URL',
+  urlFile: 'DATABASE_URL_FILE',
+  sslRootCert: 'DATABASE_SSL_ROOT_CERT',
+  sslMinMode: 'DATABASE_SSL_MIN_MODE',
+  allowPlaintext: 'DATABASE_ALLOW_PLAINTEXT',
+  appEnv: 'APP_ENV',
+  connectTimeoutMs: 'DATABASE_CONNECT_TIMEOUT_MS',
+  statementTimeoutMs: 'DATABASE_STATEMENT_TIMEOUT_MS',
+  lockTimeoutMs: 'DATABASE_LOCK_TIMEOUT_MS',
+  idleInTransactionTimeoutMs: 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS',
+  keepAliveIdleMs: 'DATABASE_KEEPALIVE_IDLE_MS',
+  poolMax: 'DATABASE_POOL_MAX',
+  poolIdleTimeoutMs: 'DATABASE_POOL_IDLE_TIMEOUT_MS',
+  acquireTimeoutMs: 'DATABASE_POOL_ACQUIRE_TIMEOUT_MS',
+  maxLifetimeSeconds: 'DATABASE_POOL_MAX_LIFETIME_S',
+  shutdownTimeoutMs: 'DATABASE_SHUTDOWN_TIMEOUT_MS',
+  startupRetries: 'DATABASE_STARTUP_RETRIES',
+  applicationName: 'DATABASE_APPLICATION_NAME',
+} as const satisfies Record<Exclude<keyof SecureDatabaseModuleOptions, 'name'>, string>;
+
+export const DATABASE_DEFAULTS = {
+  connectTimeoutMs: 5_000,
+  statementTimeoutMs: 30_000,
+  lockTimeoutMs: 10_000,
+  idleInTransactionTimeoutMs: 60_000,
+  keepAliveIdleMs: 60_000,
+  poolMax: 10,
+  poolIdleTimeoutMs: 10_000,
+  acquireTimeoutMs: 5_000,
+  maxLifetimeSeconds: 1_800,
+  shutdownTimeoutMs: 10_000,
+  startupRetries: 3,
+  sslMinMode: 'require' as MinimumSslMode,
+};
+
+/** Options after validation: numbers are numbers, defaults applied (connectTimeoutMs may come from the URL). */
+export interface ValidatedOptions {
+  name?: string;
+  url?: string;
+  urlFile?: string;
+  sslRootCert?: string;
+  sslMinMode: MinimumSslMode;
+  allowPlaintext: boolean;
+  appEnv?: string;
+  connectTimeoutMs?: number;
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+  keepAliveIdleMs: number;
+  poolMax: number;
+  poolIdleTimeoutMs: number;
+  acquireTimeoutMs: number;
+  maxLifetimeSeconds: number;
+  shutdownTimeoutMs: number;
+  startupRetries: number;
+  applicationName?: string;
+}
+
+const label = (key: keyof typeof DATABASE_ENV_NAMES) => `${DATABASE_ENV_NAMES[key]} (${key})`;
+
+// setTimeout's ceiling; larger values fire immediately.
+const MAX_TIMER_MS = 2_147_483_647;
+
+const whole = (key: keyof typeof DATABASE_ENV_NAMES, min: number, max: number, unit: string) =>
+  Joi.number()
+    .integer()
+    .min(min)
+    .max(max)
+    .label(label(key))
+    .messages({
+      'number.base': `{{#label}} must be a whole number of ${unit}`,
+      'number.integer': `{{#label}} must be a whole number of ${unit}`,
+      'number.min': `{{#label}} must be at least {{#limit}} ${unit} (zero or negative would disable it)`,
+      'number.max': `{{#label}} must be at most {{#limit}} ${unit}`,
+      'number.infinity': `{{#label}} must be a whole number of ${unit}`,
+      'number.unsafe': `{{#label}} must be at most ${MAX_TIMER_MS} ${unit}`,
+    });
+
+const ms = (key: keyof typeof DATABASE_ENV_NAMES) => whole(key, 1, MAX_TIMER_MS, 'milliseconds');
+
+export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
+  name: Joi.string()
+    .pattern(/^[A-Za-z][A-Za-z0-9_-]{0,62}$/)
+    .label('name')
+    .messages({ 'string.pattern.base': '{{#label}} must start with a letter and use only letters, digits, _ and -' }),
+  url: Joi.string().label(label('url')),
+  urlFile: Joi.string().label(label('urlFile')),
+  sslRootCert: Joi.string().label(label('sslRootCert')),
+  sslMinMode: Joi.string()
+    .valid('require', 'verify-ca', 'verify-full')
+    .default(DATABASE_DEFAULTS.sslMinMode)
+    .label(label('sslMinMode')),
+  allowPlaintext: Joi.boolean().truthy('1', 'yes').falsy('0', 'no').default(false).label(label('allowPlaintext')),
+  appEnv: Joi.string().label(label('appEnv')),
+  connectTimeoutMs: ms('connectTimeoutMs'),
+  statementTimeoutMs: ms('statementTimeoutMs').default(DATABASE_DEFAULTS.statementTimeoutMs),
+  lockTimeoutMs: ms('lockTimeoutMs').default(DATABASE_DEFAULTS.lockTimeoutMs),
+  idleInTransactionTimeoutMs: ms('idleInTransactionTimeoutMs').default(DATABASE_DEFAULTS.idleInTransactionTimeoutMs),
+  keepAliveIdleMs: whole('keepAliveIdleMs', 1000, MAX_TIMER_MS, 'milliseconds').default(DATABASE_DEFAULTS.keepAliveIdleMs),
+  poolMax: whole('poolMax', 1, 10_000, 'connections').default(DATABASE_DEFAULTS.poolMax),
+  poolIdleTimeoutMs: ms('poolIdleTimeoutMs').default(DATABASE_DEFAULTS.poolIdleTimeoutMs),
+  acquireTimeoutMs: ms('acquireTimeoutMs').default(DATABASE_DEFAULTS.acquireTimeoutMs),
+  maxLifetimeSeconds: whole('maxLifetimeSeconds', 1, 2_147_483, 'seconds').default(DATABASE_DEFAULTS.maxLifetimeSeconds),
+  shutdownTimeoutMs: ms('shutdownTimeoutMs').default(DATABASE_DEFAULTS.shutdownTimeoutMs),
+  startupRetries: whole('startupRetries', 0, 20, 'attempts')
+    .messages({ 'number.min': '{{#label}} must be 0 or more' })
+    .default(DATABASE_DEFAULTS.startupRetries),
+  applicationName: Joi.string().max(63).label(label('applicationName')),
+})
+  .or('url', 'urlFile')
+  .oxor('url', 'urlFile')
+  .messages({
+    'object.missing':
+      'DATABASE_URL environment variable must be set: store the connection URL as a secret in your platform ' +
+      '(Railway/Render/Fly variables, HuggingFace Space secrets) or point DATABASE_URL_FILE at a mounted secret file',
+    'object.oxor': 'set only one of DATABASE_URL and DATABASE_URL_FILE',
+    'object.unknown': '{{#label}} is not a SecureDatabaseModule option',
+  });
+
+/**
+ * Validates options from code or from the environment, reporting every offending key at once.
+ * Messages name keys and limits, never the offending values (which may be secrets).
+ */
+export function validateSecureDatabaseOptions(input: SecureDatabaseModuleOptions): ValidatedOptions {
+  const { value, error } = secureDatabaseOptionsSchema.validate(input ?? {}, {
+    abortEarly: false,
+    errors: { wrap: { label: false } },
+  });
+  if (error) throw new ConfigurationError(error.details.map((d) => d.message));
+  return value;
+}

@@ -1,0 +1,5 @@
+export * from './secure-database.error.js';
+export * from './configuration.errors.js';
+export * from './connection.errors.js';
+export * from './query.errors.js';
+export { toDatabaseError, isConnectionUnusable } from './to-database-error.js';

@@ -1,0 +1,88 @@
+import { SecureDatabaseError } from './secure-database.error.js';
+
+/** The server rejected a statement; subclasses name the common SQLSTATEs. */
+export class QueryError extends SecureDatabaseError {
+  readonly code: SecureDatabaseError['code'] = 'DB_QUERY_FAILED';
+}
+
+export class UniqueViolationError extends QueryError {
+  override readonly code = 'DB_UNIQUE_VIOLATION';
+}
+
+export class ExclusionViolationError extends QueryError {
+  override readonly code = 'DB_EXCLUSION_VIOLATION';
+}
+
+export class ForeignKeyViolationError extends QueryError {
+  override readonly code = 'DB_FOREIGN_KEY_VIOLATION';
+}
+
+export class NotNullViolationError extends QueryError {
+  override readonly code = 'DB_NOT_NULL_VIOLATION';
+}
+
+export class CheckViolationError extends QueryError {
+  override readonly code = 'DB_CHECK_VIOLATION';
+}
+
+/** A value the server could not accept for its type (SQLSTATE class 22: bad syntax, too long, out of range). */
+export class InvalidInputError extends QueryError {
+  override readonly code = 'DB_INVALID_INPUT';
+}
+
+export class SerializationFailureError extends QueryError {
+  override readonly code = 'DB_SERIALIZATION_FAILURE';
+
+  override get retryable(): boolean {
+    return true;
+  }
+}
+
+export class DeadlockError extends QueryError {
+  override readonly code = 'DB_DEADLOCK';
+
+  override get retryable(): boolean {
+    return true;
+  }
+}
+
+/** statement_timeout fired, or the statement was cancelled (57014). */
+export class StatementTimeoutError extends QueryError {
+  override readonly code = 'DB_STATEMENT_TIMEOUT';
+
+  override get retryable(): boolean {
+    return true;
+  }
+}
+
+/** lock_timeout fired (55P03). */
+export class LockTimeoutError extends QueryError {
+  override readonly code = 'DB_LOCK_TIMEOUT';
+
+  override get retryable(): boolean {
+    return true;
+  }
+}
+
+/** The library refused to send a query: more than one statement, an invalid identifier, a misused template. */
+export class InvalidQueryError extends SecureDatabaseError {
+  readonly code = 'DB_INVALID_QUERY';
+}
+
+/** A query that must return exactly one row returned none. */
+export class NotFoundError extends SecureDatabaseError {
+  readonly code = 'DB_NOT_FOUND';
+
+  constructor(message = 'The query returned no row') {
+    super(message);
+  }
+}
+
+/** A query that must return at most one row returned more. */
+export class TooManyRowsError extends SecureDatabaseError {
+  readonly code = 'DB_TOO_MANY_ROWS';
+
+  constructor(readonly rowCount: number) {
+    super(`The query returned ${rowCount} rows where at most one was expected`);
+  }
+}

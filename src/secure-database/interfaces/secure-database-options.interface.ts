@@ -1,0 +1,64 @@
+import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
+
+export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+export type MinimumSslMode = 'require' | 'verify-ca' | 'verify-full';
+export type AppEnv = 'production' | 'development' | 'test';
+
+/**
+ * What an application passes to SecureDatabaseModule. Every field has a DATABASE_* environment twin
+ * read by `databaseConfig` (named in brackets). Numbers may be given as strings: they are validated,
+ * never silently dropped.
+ */
+export interface SecureDatabaseModuleOptions {
+  /** Connection name, for several connections in one app. Default: the default connection. */
+  name?: string;
+  /** postgres:// or postgresql:// URL (DATABASE_URL). libpq parameters sslmode, sslrootcert, sslcert, sslkey, connect_timeout, application_name and options are honoured. */
+  url?: string;
+  /** Path of a file holding the URL, for Docker/Kubernetes secrets (DATABASE_URL_FILE). */
+  urlFile?: string;
+  /** CA bundle as PEM text or a path to one (DATABASE_SSL_ROOT_CERT). Default: sslrootcert from the URL, else Node's CA store. */
+  sslRootCert?: string;
+  /** Refuse to start with a weaker effective sslmode (DATABASE_SSL_MIN_MODE). Default `require`. */
+  sslMinMode?: MinimumSslMode;
+  /** Allow sslmode=disable/allow/prefer; only honoured when appEnv is development or test (DATABASE_ALLOW_PLAINTEXT). */
+  allowPlaintext?: boolean | string;
+  /** production, development or test (APP_ENV). Anything else counts as production. */
+  appEnv?: string;
+  /** DNS + TCP + TLS + authentication + TLS assertion (DATABASE_CONNECT_TIMEOUT_MS). Default 5000, or connect_timeout from the URL. */
+  connectTimeoutMs?: number | string;
+  /** Server-side statement_timeout (DATABASE_STATEMENT_TIMEOUT_MS). Default 30000. */
+  statementTimeoutMs?: number | string;
+  /** Server-side lock_timeout (DATABASE_LOCK_TIMEOUT_MS). Default 10000. */
+  lockTimeoutMs?: number | string;
+  /** Server-side idle_in_transaction_session_timeout (DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS). Default 60000. */
+  idleInTransactionTimeoutMs?: number | string;
+  /** TCP keepalive idle time; keepalive is always on (DATABASE_KEEPALIVE_IDLE_MS). Default 60000. */
+  keepAliveIdleMs?: number | string;
+  /** Pool size (DATABASE_POOL_MAX). Default 10. */
+  poolMax?: number | string;
+  /** Close connections idle this long (DATABASE_POOL_IDLE_TIMEOUT_MS). Default 10000. */
+  poolIdleTimeoutMs?: number | string;
+  /** Longest wait for a free pooled connection (DATABASE_POOL_ACQUIRE_TIMEOUT_MS). Default 5000. */
+  acquireTimeoutMs?: number | string;
+  /** Retire connections older than this (DATABASE_POOL_MAX_LIFETIME_S). Default 1800. */
+  maxLifetimeSeconds?: number | string;
+  /** Longest drain on shutdown before connections are closed hard (DATABASE_SHUTDOWN_TIMEOUT_MS). Default 10000. */
+  shutdownTimeoutMs?: number | string;
+  /** Attempts after the first at startup, for transient errors only (DATABASE_STARTUP_RETRIES). Default 3. */
+  startupRetries?: number | string;
+  /** application_name sent to the server (DATABASE_APPLICATION_NAME). Default: derived from the app and the cloud platform. */
+  applicationName?: string;
+}
+
+export interface SecureDatabaseOptionsFactory {
+  createSecureDatabaseOptions(): Promise<SecureDatabaseModuleOptions> | SecureDatabaseModuleOptions;
+}
+
+/** forRootAsync options, in Nest's ConfigurableModuleBuilder shape. */
+export interface SecureDatabaseModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> {
+  name?: string;
+  useFactory?: (...args: any[]) => Promise<SecureDatabaseModuleOptions> | SecureDatabaseModuleOptions;
+  inject?: Array<InjectionToken | OptionalFactoryDependency>;
+  useClass?: Type<SecureDatabaseOptionsFactory>;
+  useExisting?: Type<SecureDatabaseOptionsFactory>;
+}

@@ -1,0 +1,173 @@
+import { Logger } from '@nestjs/common';
+import pg from 'pg';
+import type { ResolvedDatabaseConfig } from '../config/resolve-database-config.js';
+import { ShuttingDownError, ConnectTimeoutError, SslNotActiveError } from '../errors/connection.errors.js';
+import type { SecureDatabaseError } from '../errors/secure-database.error.js';
+import { toDatabaseError } from '../errors/to-database-error.js';
+import { type ConnectionTlsFacts, assertConnectionTls } from '../tls/tls-assertion.js';
+import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
+
+export interface DatabasePoolStats {
+  /** Open connections (idle + in use). */
+  total: number;
+  idle: number;
+  /** Callers queued for a free connection. */
+  waiting: number;
+  /** Operations holding or waiting for a connection through this pool. */
+  inFlight: number;
+  /** New physical connections that passed / failed the TLS assertion. */
+  tlsAssertionsPassed: number;
+  tlsAssertionsFailed: number;
+}
+
+/**
+ * The one pg.Pool of a connection name, plus what pg-pool leaves to its user: the TLS assertion on
+ * every new physical connection, error listeners so a connection killed by the server never crashes
+ * the process, error mapping, and a drain that loses no in-flight work.
+ */
+export class DatabasePool {
+  readonly pool: pg.Pool;
+  /** TLS facts of the most recent new connection (for health and logs). */
+  lastTls?: ConnectionTlsFacts;
+  private readonly logger: Logger;
+  private readonly unusable = new WeakSet<pg.ClientBase>();
+  private readonly open = new Set<pg.ClientBase>();
+  private inFlight = 0;
+  private onIdle?: () => void;
+  private closing?: Promise<void>;
+  private assertions = { passed: 0, failed: 0 };
+
+  constructor(readonly config: ResolvedDatabaseConfig) {
+    this.logger = new Logger(config.name ? `SecureDatabase:${config.name}` : 'SecureDatabase');
+    const unusable = this.unusable;
+    const clientConfig = config.client;
+    // Each connection gets the full client config (with its own connect timeout, separate from the
+    // pool's acquire timeout) and a permanent error listener: an 'error' on a checked-out client with
+    // no listener would otherwise crash the process.
+    class SecureClient extends pg.Client {
+      constructor() {
+        super(clientConfig);
+        this.on('error', () => unusable.add(this));
+      }
+    }
+    this.pool = new pg.Pool({
+      Client: SecureClient,
+      max: config.pool.max,
+      idleTimeoutMillis: config.pool.idleTimeoutMs,
+      maxLifetimeSeconds: config.pool.maxLifetimeSeconds,
+      connectionTimeoutMillis: config.timeouts.acquireMs,
+      onConnect: (client) => this.verifyNewConnection(client),
+    });
+    this.pool.on('connect', (client) => this.open.add(client));
+    this.pool.on('remove', (client) => this.open.delete(client));
+    // An idle connection died (server restart, Neon's idle kill, network): pg-pool already removed it.
+    this.pool.on('error', (error) => this.logger.warn(`An idle connection was closed and removed from the pool: ${this.describe(error)}`));
+  }
+
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  stats(): DatabasePoolStats {
+    return {
+      total: this.pool.totalCount,
+      idle: this.pool.idleCount,
+      waiting: this.pool.waitingCount,
+      inFlight: this.inFlight,
+      tlsAssertionsPassed: this.assertions.passed,
+      tlsAssertionsFailed: this.assertions.failed,
+    };
+  }
+
+  /** Maps a driver error to the library's typed error with this module's verbosity. */
+  mapError(error: unknown): SecureDatabaseError {
+    return toDatabaseError(error, { verbose: this.config.verboseErrors });
+  }
+
+  /** The SQLSTATE / library code in production; the driver message too in development. */
+  describe(error: unknown): string {
+    const mapped = this.mapError(error);
+    return mapped.sqlstate && !this.config.verboseErrors ? `${mapped.code} (SQLSTATE ${mapped.sqlstate})` : `${mapped.code}: ${mapped.message}`;
+  }
+
+  /** Runs `fn` with a connection of its own and always releases it (destroying it if it broke). */
+  async withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.acquire();
+    try {
+      return await fn(client);
+    } finally {
+      this.release(client);
+    }
+  }
+
+  /** Prefer withClient(). Every acquire() must be followed by exactly one release(). */
+  async acquire(): Promise<pg.PoolClient> {
+    if (this.closing) throw new ShuttingDownError();
+    this.inFlight++;
+    try {
+      return await this.pool.connect();
+    } catch (error) {
+      this.settle();
+      throw this.mapError(error);
+    }
+  }
+
+  release(client: pg.PoolClient): void {
+    const broken = this.unusable.has(client);
+    client.release(broken ? new Error('connection unusable') : undefined);
+    this.settle();
+  }
+
+  /** The connection will be destroyed instead of reused when released. */
+  markUnusable(client: pg.ClientBase): void {
+    this.unusable.add(client);
+  }
+
+  private settle(): void {
+    this.inFlight--;
+    if (this.inFlight === 0) this.onIdle?.();
+  }
+
+  private async verifyNewConnection(client: pg.ClientBase): Promise<void> {
+    try {
+      // The connect timeout was spent on TCP/TLS/auth; the assertion gets a budget of its own of the same size.
+      const facts = await promiseTimeout(this.config.timeouts.connectMs, assertConnectionTls(client, this.config.tls), () =>
+        (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy(),
+      );
+      this.assertions.passed++;
+      this.lastTls = facts;
+    } catch (error) {
+      this.assertions.failed++;
+      if (error instanceof TimeoutError) throw new ConnectTimeoutError('the TLS assertion query got no answer within the connect timeout', { cause: error });
+      if (error instanceof SslNotActiveError) this.logger.error(error.message);
+      throw error;
+    }
+  }
+
+  /**
+   * Drains: new acquires fail with ShuttingDownError, operations in flight (and those already
+   * queued for a connection) finish, then the pool ends. After the shutdown timeout the remaining
+   * connections are closed hard. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.drain();
+    return this.closing;
+  }
+
+  private async drain(): Promise<void> {
+    const { shutdownMs } = this.config.timeouts;
+    const idle = new Promise<void>((resolve) => {
+      this.onIdle = resolve;
+      if (this.inFlight === 0) resolve();
+    });
+    try {
+      await promiseTimeout(shutdownMs, idle);
+    } catch {
+      this.logger.warn(`${this.inFlight} database operation(s) still running after ${shutdownMs} ms: closing their connections`);
+      for (const client of this.open) (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    }
+    await promiseTimeout(shutdownMs, this.pool.end()).catch(() =>
+      this.logger.warn('The pool did not end in time: a connection taken from the raw Pool was never released'),
+    );
+  }
+}
