@@ -44,7 +44,7 @@ export function normalizeAppEnv(value: string | undefined): AppEnv {
 const KNOWN_PARAMS = new Set(['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'connect_timeout', 'application_name', 'options', 'channel_binding', 'sslnegotiation']);
 
 function readUrl(options: ValidatedOptions, problems: string[]): string | undefined {
-  if (options.url) return options.url;
+  if (options.url || !options.urlFile) return options.url;
   try {
     return readFileSync(options.urlFile!, 'utf8').trim();
   } catch (error) {
@@ -62,8 +62,7 @@ function scrub(problems: string[], secrets: Array<string | undefined>): string[]
  * configuration. Throws one ConfigurationError listing every problem; no message carries a secret.
  */
 export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: NodeJS.ProcessEnv = process.env): ResolvedDatabaseConfig {
-  const options = validateSecureDatabaseOptions(input);
-  const problems: string[] = [];
+  const { value: options, problems } = validateSecureDatabaseOptions(input);
   const appEnv = normalizeAppEnv(options.appEnv ?? env.APP_ENV);
   const rawUrl = readUrl(options, problems);
   const url = rawUrl ? parseDatabaseUrl(rawUrl, problems) : undefined;

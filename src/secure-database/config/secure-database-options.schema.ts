@@ -1,5 +1,4 @@
 import Joi from 'joi';
-import { ConfigurationError } from '../errors/configuration.errors.js';
 import type { MinimumSslMode, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
 
 /** Each option's environment variable: the public contract of `databaseConfig`. */
@@ -124,14 +123,17 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
   });
 
 /**
- * Validates options from code or from the environment, reporting every offending key at once.
- * Messages name keys and limits, never the offending values (which may be secrets).
+ * Validates options from code or from the environment. Messages name keys and limits, never the
+ * offending values (which may be secrets). Offending keys fall back to their defaults in `value`,
+ * so later checks (URL, TLS) can still run and every problem is reported at once.
  */
-export function validateSecureDatabaseOptions(input: SecureDatabaseModuleOptions): ValidatedOptions {
-  const { value, error } = secureDatabaseOptionsSchema.validate(input ?? {}, {
-    abortEarly: false,
-    errors: { wrap: { label: false } },
-  });
-  if (error) throw new ConfigurationError(error.details.map((d) => d.message));
-  return value;
+export function validateSecureDatabaseOptions(input: SecureDatabaseModuleOptions): { value: ValidatedOptions; problems: string[] } {
+  const validate = (options: object) =>
+    secureDatabaseOptionsSchema.validate(options, { abortEarly: false, errors: { wrap: { label: false } } });
+  const first = validate(input ?? {});
+  if (!first.error) return { value: first.value, problems: [] };
+  const problems = first.error.details.map((d) => d.message);
+  const rest: Record<string, unknown> = { ...input };
+  for (const detail of first.error.details) if (detail.path.length) delete rest[String(detail.path[0])];
+  return { value: validate(rest).value, problems };
 }

@@ -1,0 +1,192 @@
+import { describe, expect, it } from '@jest/globals';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigurationError } from '../errors/configuration.errors.js';
+import { readDatabaseEnv } from './database.config.js';
+import { redactUrl } from './database-url.js';
+import { resolveDatabaseConfig } from './resolve-database-config.js';
+
+const PASSWORD = 'S3cr3t-p@ss';
+const URL_ = `postgresql://app:${encodeURIComponent(PASSWORD)}@db.example.com:6543/shop`;
+const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+
+function problemsOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigurationError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigurationError');
+}
+
+describe('resolveDatabaseConfig', () => {
+  it('defaults to verify-full against Node CA store, keepalive on, and the documented timeouts', () => {
+    const c = resolveDatabaseConfig({ url: URL_ }, {});
+    expect(c.tls).toMatchObject({ requestedMode: 'verify-full', mode: 'verify-full', verifiesChain: true, verifiesHostname: true, caSource: 'node-default' });
+    expect(c.client).toMatchObject({
+      host: 'db.example.com',
+      port: 6543,
+      database: 'shop',
+      user: 'app',
+      ssl: { rejectUnauthorized: true, minVersion: 'TLSv1.2' },
+      connectionTimeoutMillis: 5000,
+      statement_timeout: 30000,
+      lock_timeout: 10000,
+      idle_in_transaction_session_timeout: 60000,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 60000,
+    });
+    expect(c.timeouts.acquireMs).toBe(5000);
+    expect(c.pool).toEqual({ max: 10, idleTimeoutMs: 10000, maxLifetimeSeconds: 1800 });
+    expect(c.appEnv).toBe('production');
+  });
+
+  it('keeps the password off every enumerable field, so logging the config cannot leak it', () => {
+    const c = resolveDatabaseConfig({ url: URL_ }, {});
+    expect(c.client.password).toBe(PASSWORD);
+    expect(JSON.stringify(c)).not.toContain(PASSWORD);
+    expect(c.redactedUrl).toBe('postgresql://app:***@db.example.com:6543/shop');
+  });
+
+  it('says how to set DATABASE_URL when it is missing', () => {
+    expect(problemsOf(() => resolveDatabaseConfig({}, {}))).toMatch(/DATABASE_URL environment variable must be set: .*secret/);
+  });
+
+  it('refuses other schemes and malformed URLs without echoing the password', () => {
+    const wrong = problemsOf(() => resolveDatabaseConfig({ url: `mysql://app:${PASSWORD}@h/db` }, {}));
+    expect(wrong).toMatch(/must start with postgres:\/\/ or postgresql:\/\/ \(it starts with mysql:\/\/\)/);
+    const malformed = problemsOf(() => resolveDatabaseConfig({ url: `postgresql://app:${PASSWORD}@[bad/db` }, {}));
+    expect(malformed).toMatch(/not a valid URL: percent-encode/);
+    for (const text of [wrong, malformed]) expect(text).not.toContain(PASSWORD);
+  });
+
+  it('lists every offending option at once, naming the environment variable, never the value', () => {
+    const message = problemsOf(() =>
+      resolveDatabaseConfig(
+        readDatabaseEnv({
+          DATABASE_URL: URL_,
+          DATABASE_POOL_MAX: '0',
+          DATABASE_STATEMENT_TIMEOUT_MS: '-5',
+          DATABASE_CONNECT_TIMEOUT_MS: 'soon',
+          DATABASE_SSL_MIN_MODE: 'paranoid',
+        }),
+        {},
+      ),
+    );
+    expect(message).toContain('DATABASE_POOL_MAX (poolMax) must be at least 1');
+    expect(message).toContain('DATABASE_STATEMENT_TIMEOUT_MS (statementTimeoutMs) must be at least 1 milliseconds');
+    expect(message).toContain('DATABASE_CONNECT_TIMEOUT_MS (connectTimeoutMs) must be a whole number of milliseconds');
+    expect(message).toContain('DATABASE_SSL_MIN_MODE (sslMinMode) must be one of');
+    expect(message).not.toContain('soon');
+    expect(message).not.toContain('paranoid');
+    expect(message).not.toContain(PASSWORD);
+  });
+
+  it('converts numeric strings from the environment and refuses unknown option keys', () => {
+    const c = resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_POOL_MAX: '25', APP_ENV: 'development' }), {});
+    expect(c.pool.max).toBe(25);
+    expect(c.appEnv).toBe('development');
+    expect(problemsOf(() => resolveDatabaseConfig({ url: URL_, poolSize: 3 } as never, {}))).toMatch(/poolSize is not a SecureDatabaseModule option/);
+  });
+
+  it('treats any APP_ENV but development/test as production', () => {
+    for (const env of [undefined, 'prod', 'staging', 'PRODUCTION', '']) {
+      expect(resolveDatabaseConfig({ url: URL_ }, { APP_ENV: env }).appEnv).toBe('production');
+    }
+    expect(resolveDatabaseConfig({ url: URL_ }, { APP_ENV: 'TEST' }).appEnv).toBe('test');
+  });
+
+  it('honours connect_timeout (seconds), application_name and options from the URL; explicit options win', () => {
+    const c = resolveDatabaseConfig({ url: `${URL_}?connect_timeout=10&application_name=shop-api&options=endpoint%3Dep-1` }, {});
+    expect(c.client).toMatchObject({ connectionTimeoutMillis: 10000, application_name: 'shop-api', options: 'endpoint=ep-1' });
+    expect(resolveDatabaseConfig({ url: `${URL_}?connect_timeout=10`, connectTimeoutMs: 2500 }, {}).timeouts.connectMs).toBe(2500);
+    expect(problemsOf(() => resolveDatabaseConfig({ url: `${URL_}?connect_timeout=0` }, {}))).toMatch(/connect_timeout .* at least 1/);
+  });
+
+  it('reads DATABASE_URL_FILE and refuses both at once', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'url-file-'));
+    const file = join(dir, 'url');
+    writeFileSync(file, `${URL_}\n`);
+    expect(resolveDatabaseConfig({ urlFile: file }, {}).target.host).toBe('db.example.com');
+    expect(problemsOf(() => resolveDatabaseConfig({ url: URL_, urlFile: file }, {}))).toMatch(/only one of DATABASE_URL and DATABASE_URL_FILE/);
+    expect(problemsOf(() => resolveDatabaseConfig({ urlFile: join(dir, 'missing') }, {}))).toMatch(/DATABASE_URL_FILE: cannot read .* \(ENOENT\)/);
+  });
+
+  it('derives application_name from the platform and detects the database provider', () => {
+    const c = resolveDatabaseConfig({ url: 'postgresql://u:p@ep-cool-1.eu-central-1.aws.neon.tech/db' }, { RAILWAY_ENVIRONMENT: 'production', RAILWAY_SERVICE_NAME: 'api' });
+    expect(c.cloud).toEqual({ platform: 'railway', service: 'api', databaseProvider: 'neon' });
+    expect(c.applicationName).toBe('api@railway');
+  });
+
+  it('reports unknown URL parameters by name only', () => {
+    const c = resolveDatabaseConfig({ url: `${URL_}?pgbouncer=true&token=hunter2` }, {});
+    expect(c.warnings.join('\n')).toContain('ignored: pgbouncer, token');
+    expect(c.warnings.join('\n')).not.toContain('hunter2');
+  });
+});
+
+describe('TLS policy (libpq sslmode semantics, stricter defaults)', () => {
+  const resolve = (query: string, extra: object = {}, env: NodeJS.ProcessEnv = {}) => resolveDatabaseConfig({ url: `${URL_}${query}`, ...extra }, env);
+
+  it('require: encrypted, unverified, warned with the risk and the fix', () => {
+    const c = resolve('?sslmode=require');
+    expect(c.tls).toMatchObject({ mode: 'require', encrypted: true, verifiesChain: false });
+    expect(c.client.ssl).toMatchObject({ rejectUnauthorized: false });
+    expect(c.warnings.join()).toMatch(/man-in-the-middle.*Fix: use sslmode=verify-full/);
+  });
+
+  it('require with a root certificate behaves as verify-ca (libpq), keeping the CA from DATABASE_SSL_ROOT_CERT', () => {
+    const c = resolve('?sslmode=require', { sslRootCert: PEM });
+    expect(c.tls).toMatchObject({ requestedMode: 'require', mode: 'verify-ca', caSource: 'DATABASE_SSL_ROOT_CERT', verifiesHostname: false });
+    expect(c.client.ssl).toMatchObject({ ca: PEM, rejectUnauthorized: true });
+  });
+
+  it('verify-ca needs an own CA; sslrootcert=system needs verify-full', () => {
+    expect(problemsOf(() => resolve('?sslmode=verify-ca'))).toMatch(/verify-ca needs your own CA/);
+    expect(problemsOf(() => resolve('?sslmode=require&sslrootcert=system'))).toMatch(/sslrootcert=system needs sslmode=verify-full/);
+    expect(resolve('?sslmode=verify-full&sslrootcert=system').tls.caSource).toBe('node-default');
+  });
+
+  it('reads sslrootcert and DATABASE_SSL_ROOT_CERT paths, and names an unreadable one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ca-'));
+    writeFileSync(join(dir, 'ca.pem'), PEM);
+    expect(resolve(`?sslrootcert=${join(dir, 'ca.pem')}`).client.ssl).toMatchObject({ ca: PEM });
+    expect(resolve('', { sslRootCert: join(dir, 'ca.pem') }).client.ssl).toMatchObject({ ca: PEM });
+    expect(problemsOf(() => resolve('', { sslRootCert: join(dir, 'nope.pem') }))).toMatch(/DATABASE_SSL_ROOT_CERT: cannot read file/);
+  });
+
+  it.each(['disable', 'allow', 'prefer'])('sslmode=%s is refused without the development opt-in', (mode) => {
+    expect(problemsOf(() => resolve(`?sslmode=${mode}`))).toMatch(/refused: .*DATABASE_ALLOW_PLAINTEXT=true with APP_ENV=development or test/);
+    expect(problemsOf(() => resolve(`?sslmode=${mode}`, { allowPlaintext: 'true' }, { APP_ENV: 'production' }))).toMatch(/refused in production/);
+    const dev = resolve(`?sslmode=${mode}`, { allowPlaintext: 'true', appEnv: 'development' });
+    expect(dev.tls).toMatchObject({ mode: 'disable', encrypted: false });
+    expect(dev.client.ssl).toBe(false);
+  });
+
+  it('DATABASE_ALLOW_PLAINTEXT in production is an error even with a TLS mode', () => {
+    expect(problemsOf(() => resolve('', { allowPlaintext: true }))).toMatch(/DATABASE_ALLOW_PLAINTEXT=true is refused in production/);
+  });
+
+  it('DATABASE_SSL_MIN_MODE demands a stronger mode', () => {
+    expect(problemsOf(() => resolve('?sslmode=require', { sslMinMode: 'verify-full' }))).toMatch(/DATABASE_SSL_MIN_MODE=verify-full but the connection would use sslmode=require/);
+    expect(resolve('', { sslMinMode: 'verify-full' }).tls.mode).toBe('verify-full');
+  });
+
+  it('NODE_TLS_REJECT_UNAUTHORIZED=0 with a verifying mode is a startup error', () => {
+    expect(problemsOf(() => resolve('', {}, { NODE_TLS_REJECT_UNAUTHORIZED: '0' }))).toMatch(/NODE_TLS_REJECT_UNAUTHORIZED=0 .* unset it/);
+  });
+
+  it('nothing in the URL replaces the TLS settings (ssl=false / sslmode junk)', () => {
+    expect(resolve('?ssl=false').client.ssl).toMatchObject({ rejectUnauthorized: true });
+    expect(problemsOf(() => resolve('?sslmode=no-verify'))).toMatch(/sslmode in DATABASE_URL must be one of/);
+  });
+});
+
+describe('redactUrl', () => {
+  it('hides the password even in URLs that do not parse', () => {
+    expect(redactUrl('postgres://u:pa ss@[h/db')).toBe('postgres://u:***@[h/db');
+    expect(redactUrl('postgresql://u@h/db?password=x&sslmode=require')).toBe('postgresql://u@h/db?password=***&sslmode=require');
+  });
+});
