@@ -1,12 +1,38 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Logger } from '@nestjs/common';
 import type pg from 'pg';
+import { InvalidQueryError, QueryError } from '../errors/query.errors.js';
+import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
+import { Queryable, extendedQuery } from './queryable.js';
+import { ScopedConnection } from './scoped-connection.js';
+import { type TransactionOptions, isRetryableTransactionError, planTransaction, retryDelayMs } from './transaction-options.js';
+
+interface TransactionScope {
+  db: DatabasePool;
+  /** False once the transaction has ended: work the callback left running may use the service again. */
+  active: boolean;
+}
+
+// One per process: it only ever holds the pool of the transaction whose callback is running.
+const transactionScope = new AsyncLocalStorage<TransactionScope>();
 
 /**
  * The injectable query API of one connection. Constructed by the module (not by Nest's class
  * injection), so named connections each get their own.
+ *
+ * Each query helper takes a pooled connection for one round trip and gives it back. For several
+ * statements that must see each other or succeed together use `transaction`; for session state
+ * (advisory locks, SET, LISTEN) use `withConnection`.
  */
-export class DatabaseService {
-  constructor(private readonly db: DatabasePool) {}
+export class DatabaseService extends Queryable {
+  private readonly logger: Logger;
+
+  constructor(db: DatabasePool) {
+    super(db);
+    this.logger = new Logger(db.config.name ? `SecureDatabase:${db.config.name}` : 'SecureDatabase');
+  }
 
   /** The raw pg.Pool, for what this service does not offer. */
   get pool(): pg.Pool {
@@ -16,5 +42,123 @@ export class DatabaseService {
   /** Pool counters and TLS assertion counts. */
   stats(): DatabasePoolStats {
     return this.db.stats();
+  }
+
+  protected async run(text: string, values: readonly unknown[] | undefined, rowMode: 'array' | undefined): Promise<pg.QueryResult> {
+    this.assertOutsideTransaction();
+    const client = await this.db.acquire();
+    try {
+      return await client.query(extendedQuery(text, values, rowMode));
+    } catch (error) {
+      if (isConnectionUnusable(error)) this.db.markUnusable(client);
+      throw this.db.mapError(error);
+    } finally {
+      this.db.release(client);
+    }
+  }
+
+  /**
+   * Runs `fn` in a transaction on one connection: BEGIN (with the isolation level and READ ONLY
+   * asked for), COMMIT when `fn` resolves, ROLLBACK when it throws, and the connection always goes
+   * back to the pool, or is destroyed when ROLLBACK itself failed (its state is then unknown).
+   * Whatever `fn` throws propagates unchanged. Serialization failures and deadlocks rerun the whole
+   * transaction (see TransactionOptions.retries). Query through `tx` only: the service itself
+   * refuses queries from inside `fn`.
+   */
+  async transaction<T>(fn: (tx: ScopedConnection) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    this.assertOutsideTransaction();
+    const plan = planTransaction(options);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.transactionAttempt(fn, plan.begin);
+      } catch (error) {
+        if (attempt >= plan.retries || !isRetryableTransactionError(error)) throw error;
+      }
+      await sleep(retryDelayMs(attempt));
+    }
+  }
+
+  private async transactionAttempt<T>(fn: (tx: ScopedConnection) => Promise<T>, begin: string): Promise<T> {
+    const client = await this.db.acquire();
+    const tx = new ScopedConnection(this.db, client);
+    const scope: TransactionScope = { db: this.db, active: true };
+    try {
+      await tx.execute(begin);
+      let result: T;
+      try {
+        result = await transactionScope.run(scope, fn, tx);
+      } catch (error) {
+        await this.rollback(tx, client);
+        throw error;
+      }
+      const commit = await tx.query('COMMIT');
+      // COMMIT of a transaction in which a statement failed (and `fn` caught the error) rolls back.
+      if (commit.command === 'ROLLBACK') {
+        throw tx.firstError ?? new QueryError('the transaction had failed and was rolled back instead of committed', { sqlstate: '25P02' });
+      }
+      return result;
+    } finally {
+      scope.active = false;
+      tx.end();
+      this.db.release(client);
+    }
+  }
+
+  private async rollback(tx: ScopedConnection, client: pg.PoolClient): Promise<void> {
+    if (tx.broken) return; // released as unusable anyway
+    try {
+      await tx.execute('ROLLBACK');
+    } catch (error) {
+      // The transaction may still be open on that connection: never hand it to someone else.
+      this.db.markUnusable(client);
+      this.logger.warn(`ROLLBACK failed; the connection was discarded: ${this.db.describe(error)}`);
+    }
+  }
+
+  /**
+   * Runs `fn` with one connection of its own, for session-level work (advisory locks, SET, temporary
+   * tables, LISTEN). Before the connection returns to the pool its session is reset with DISCARD
+   * ALL (which also releases advisory locks); when that fails the connection is destroyed instead.
+   * Settings from DATABASE_URL and the module (timeouts, application_name) survive the reset; a
+   * transaction left open makes the reset fail, so that connection is destroyed. Unlike inside
+   * `transaction`, the service stays usable in `fn` (session work often coordinates with other
+   * connections), but each connection it takes meanwhile is a second one from the same pool.
+   */
+  async withConnection<T>(fn: (connection: ScopedConnection) => Promise<T>): Promise<T> {
+    this.assertOutsideTransaction();
+    const client = await this.db.acquire();
+    const connection = new ScopedConnection(this.db, client);
+    try {
+      return await fn(connection);
+    } finally {
+      connection.end();
+      if (!connection.broken) await this.resetSession(client);
+      this.db.release(client);
+    }
+  }
+
+  private async resetSession(client: pg.PoolClient): Promise<void> {
+    try {
+      await client.query(extendedQuery('DISCARD ALL', undefined, undefined));
+    } catch (error) {
+      this.db.markUnusable(client);
+      this.logger.warn(`Resetting a session with DISCARD ALL failed; the connection was discarded: ${this.db.describe(error)}`);
+    }
+  }
+
+  /**
+   * Inside a transaction callback the service would take a second connection from the pool. Its
+   * queries would not see the transaction's uncommitted work and its writes would commit even when
+   * the transaction rolls back; and when every pooled connection is held by such a callback, each
+   * waits for a connection only its own return can free: the pool deadlocks until the acquire
+   * timeout. So it is refused, loudly, instead of silently running elsewhere.
+   */
+  private assertOutsideTransaction(): void {
+    const scope = transactionScope.getStore();
+    if (scope !== undefined && scope.active && scope.db === this.db) {
+      throw new InvalidQueryError(
+        'A query was sent through DatabaseService inside its own transaction callback: it would run on another connection, outside the transaction. Use the transaction handle passed to the callback (tx.query, tx.fetch …).',
+      );
+    }
   }
 }

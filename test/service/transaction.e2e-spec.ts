@@ -1,0 +1,262 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import {
+  DeadlockError,
+  InvalidQueryError,
+  QueryError,
+  type ScopedConnection,
+  SerializationFailureError,
+  UniqueViolationError,
+  sql,
+} from '../../src/index.js';
+import { type ServiceFixture, checkedOut, deferred, startService, waitForBackendExit } from './service-fixture.js';
+
+class OrderRejected extends Error {}
+
+describe('DatabaseService.transaction', () => {
+  let f: ServiceFixture;
+
+  beforeAll(async () => {
+    f = await startService();
+    await f.db.execute('CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)');
+    await f.db.execute('CREATE TABLE users (id serial PRIMARY KEY, email text NOT NULL CONSTRAINT users_email_key UNIQUE)');
+  });
+
+  beforeEach(async () => {
+    await f.db.execute('TRUNCATE accounts, users');
+    await f.db.execute('INSERT INTO accounts VALUES (1, 100), (2, 100)');
+  });
+
+  afterAll(async () => {
+    await f?.close();
+  });
+
+  const balances = () => f.db.fetch('SELECT id, balance FROM accounts ORDER BY id');
+
+  it('commits what the callback did and resolves to its result', async () => {
+    const result = await f.db.transaction(async (tx) => {
+      await tx.execute('UPDATE accounts SET balance = balance - 30 WHERE id = 1');
+      await tx.execute(sql`UPDATE accounts SET balance = balance + ${30} WHERE id = ${2}`);
+      return tx.fetchval<number>('SELECT sum(balance)::int FROM accounts');
+    });
+    expect(result).toBe(200);
+    expect(await balances()).toEqual([
+      { id: 1, balance: 70 },
+      { id: 2, balance: 130 },
+    ]);
+    expect(checkedOut(f.db)).toBe(0);
+  });
+
+  it('a throw rolls everything back, propagates the same error object and returns the connection', async () => {
+    const thrown = new OrderRejected('insufficient funds');
+    const error = await f.db
+      .transaction(async (tx) => {
+        await tx.execute('UPDATE accounts SET balance = 0');
+        throw thrown;
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBe(thrown);
+    expect(await balances()).toEqual([
+      { id: 1, balance: 100 },
+      { id: 2, balance: 100 },
+    ]);
+    expect(checkedOut(f.db)).toBe(0);
+    expect(f.db.stats().inFlight).toBe(0);
+  });
+
+  it('a statement error the callback swallowed still fails the transaction instead of reporting a commit', async () => {
+    const error = await f.db
+      .transaction(async (tx) => {
+        await tx.execute('UPDATE accounts SET balance = 0 WHERE id = 1');
+        await tx.execute('SELECT no_such_column FROM accounts').catch(() => undefined);
+        return 'done';
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueryError);
+    expect(error).toMatchObject({ sqlstate: '42703' });
+    expect(await f.db.fetchval('SELECT balance FROM accounts WHERE id = 1')).toBe(100);
+  });
+
+  it('a unique violation is a UniqueViolationError (23505) whose production message names no constraint and no value', async () => {
+    let inside: unknown;
+    const error = await f.db
+      .transaction(async (tx) => {
+        await tx.execute('INSERT INTO users (email) VALUES ($1)', ['alice@example.com']);
+        try {
+          await tx.execute(sql`INSERT INTO users (email) VALUES (${'alice@example.com'})`);
+        } catch (e) {
+          inside = e;
+          throw e;
+        }
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBe(inside);
+    expect(error).toBeInstanceOf(UniqueViolationError);
+    expect(error).toMatchObject({ sqlstate: '23505', code: 'DB_UNIQUE_VIOLATION' });
+    const message = (error as Error).message;
+    for (const secret of ['users_email_key', 'alice', 'example.com', 'users', 'email', 'INSERT']) expect(message).not.toContain(secret);
+    expect(await f.db.fetchval('SELECT count(*)::int FROM users')).toBe(0);
+  });
+
+  it('applies the isolation level and READ ONLY', async () => {
+    const seen = await f.db.transaction((tx) => tx.fetchrow("SELECT current_setting('transaction_isolation') AS level, current_setting('transaction_read_only') AS ro"), {
+      isolationLevel: 'serializable',
+      readOnly: true,
+    });
+    expect(seen).toEqual({ level: 'serializable', ro: 'on' });
+    await expect(f.db.transaction((tx) => tx.execute('UPDATE accounts SET balance = 0'), { readOnly: true })).rejects.toMatchObject({ sqlstate: '25006' });
+    expect(await f.db.transaction((tx) => tx.fetchval("SELECT current_setting('transaction_isolation')"), { isolationLevel: 'repeatable read' })).toBe('repeatable read');
+  });
+
+  it('refuses invalid options', async () => {
+    await expect(f.db.transaction(async () => 1, { isolationLevel: 'serializable; DROP TABLE accounts' as never })).rejects.toBeInstanceOf(InvalidQueryError);
+    await expect(f.db.transaction(async () => 1, { retries: -1 })).rejects.toBeInstanceOf(InvalidQueryError);
+    await expect(f.db.transaction(async () => 1, { readOnly: 'yes' as never })).rejects.toBeInstanceOf(InvalidQueryError);
+  });
+
+  it('a failed ROLLBACK destroys the connection: pool total drops, nothing leaks, the next query works', async () => {
+    const markUnusable = jest.spyOn(f.databasePool, 'markUnusable');
+    const thrown = new OrderRejected('after the backend died');
+    let totalInside = 0;
+    let pid = 0;
+    try {
+      const error = await f.db
+        .transaction(async (tx) => {
+          await tx.execute('UPDATE accounts SET balance = 0');
+          pid = await tx.fetchval<number>('SELECT pg_backend_pid()');
+          totalInside = f.db.pool.totalCount;
+          await f.cluster.withSuperuser((admin) => admin.query('SELECT pg_terminate_backend($1)', [pid]));
+          await waitForBackendExit(f.cluster, pid);
+          throw thrown;
+        })
+        .catch((e: unknown) => e);
+      expect(error).toBe(thrown);
+      expect(markUnusable).toHaveBeenCalled();
+    } finally {
+      markUnusable.mockRestore();
+    }
+    expect(f.db.pool.totalCount).toBe(totalInside - 1);
+    expect(checkedOut(f.db)).toBe(0);
+    expect(f.db.pool.waitingCount).toBe(0);
+    expect(await f.db.fetchval('SELECT pg_backend_pid()')).not.toBe(pid);
+    expect(await balances()).toEqual([
+      { id: 1, balance: 100 },
+      { id: 2, balance: 100 },
+    ]);
+  });
+
+  // Both read the row, then both update it: the second updater waits for the first and then gets 40001.
+  const collidingIncrements = (retries?: number) => {
+    const bothRead = { count: 0, done: deferred() };
+    let attempts = 0;
+    const increment = () =>
+      f.db.transaction(
+        async (tx) => {
+          const attempt = ++attempts;
+          const balance = await tx.fetchval<number>('SELECT balance FROM accounts WHERE id = 1');
+          if (attempt <= 2) {
+            if (++bothRead.count === 2) bothRead.done.resolve();
+            await bothRead.done.promise;
+          }
+          await tx.execute('UPDATE accounts SET balance = $1 WHERE id = 1', [balance + 1]);
+        },
+        { isolationLevel: 'serializable', retries },
+      );
+    return { run: () => Promise.allSettled([increment(), increment()]), attempts: () => attempts };
+  };
+
+  it('retries a serialization failure (40001) to success', async () => {
+    const collision = collidingIncrements();
+    const results = await collision.run();
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled']);
+    expect(collision.attempts()).toBe(3);
+    expect(await f.db.fetchval('SELECT balance FROM accounts WHERE id = 1')).toBe(102);
+    expect(checkedOut(f.db)).toBe(0);
+  });
+
+  it('with retries: 0 the serialization failure surfaces as a retryable typed error', async () => {
+    const collision = collidingIncrements(0);
+    const results = await collision.run();
+    const rejected = results.filter((r) => r.status === 'rejected');
+    expect(rejected).toHaveLength(1);
+    const reason = (rejected[0] as PromiseRejectedResult).reason as SerializationFailureError;
+    expect(reason).toBeInstanceOf(SerializationFailureError);
+    expect(reason).toMatchObject({ sqlstate: '40001', retryable: true });
+    expect(collision.attempts()).toBe(2);
+    expect(await f.db.fetchval('SELECT balance FROM accounts WHERE id = 1')).toBe(101);
+  });
+
+  it('retries a deadlock (40P01) to success', async () => {
+    const bothLocked = { count: 0, done: deferred() };
+    let attempts = 0;
+    const transfer = (from: number, to: number) =>
+      f.db.transaction(async (tx) => {
+        const attempt = ++attempts;
+        await tx.execute('UPDATE accounts SET balance = balance - 1 WHERE id = $1', [from]);
+        if (attempt <= 2) {
+          if (++bothLocked.count === 2) bothLocked.done.resolve();
+          await bothLocked.done.promise;
+        }
+        await tx.execute('UPDATE accounts SET balance = balance + 1 WHERE id = $1', [to]);
+      });
+    const deadlocks: unknown[] = [];
+    const spy = jest.spyOn(f.databasePool, 'mapError');
+    try {
+      await Promise.all([transfer(1, 2), transfer(2, 1)]);
+      deadlocks.push(...spy.mock.results.map((r) => r.value).filter((e) => e instanceof DeadlockError));
+    } finally {
+      spy.mockRestore();
+    }
+    expect(deadlocks).toHaveLength(1);
+    expect(attempts).toBe(3);
+    expect(await f.db.fetchval('SELECT sum(balance)::int FROM accounts')).toBe(200);
+  });
+
+  describe('misuse', () => {
+    it('refuses the service itself inside its transaction callback (it would run on another connection)', async () => {
+      const single = await startService({ poolMax: 1 });
+      try {
+        const errors = await single.db.transaction(async (tx) => {
+          await tx.execute('SELECT 1');
+          return Promise.all([
+            single.db.fetchval('SELECT 1').catch((e: unknown) => e),
+            single.db.execute(sql`SELECT ${1}`).catch((e: unknown) => e),
+            single.db.transaction(async () => 1).catch((e: unknown) => e),
+            single.db.withConnection(async () => 1).catch((e: unknown) => e),
+            (async () => {
+              await new Promise((resolve) => setTimeout(resolve, 5));
+              return single.db.fetch('SELECT 1').catch((e: unknown) => e);
+            })(),
+          ]);
+        });
+        for (const error of errors) {
+          expect(error).toBeInstanceOf(InvalidQueryError);
+          expect((error as Error).message).toMatch(/transaction handle/);
+        }
+        expect(checkedOut(single.db)).toBe(0);
+        expect(await single.db.fetchval('SELECT 1')).toBe(1);
+      } finally {
+        await single.close();
+      }
+    });
+
+    it('allows the service again for work the callback left running after the transaction ended', async () => {
+      const go = deferred();
+      let later!: Promise<unknown>;
+      await f.db.transaction(async (tx) => {
+        later = go.promise.then(() => f.db.fetchval('SELECT 42'));
+        await tx.execute('SELECT 1');
+      });
+      go.resolve();
+      await expect(later).resolves.toBe(42);
+    });
+
+    it('a transaction handle kept after the transaction refuses to query', async () => {
+      let kept!: ScopedConnection;
+      await f.db.transaction(async (tx) => {
+        kept = tx;
+      });
+      await expect(kept.execute('UPDATE accounts SET balance = 0')).rejects.toBeInstanceOf(InvalidQueryError);
+      expect(await f.db.fetchval('SELECT min(balance) FROM accounts')).toBe(100);
+    });
+  });
+});
