@@ -1,0 +1,134 @@
+import { Injectable } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import type pg from 'pg';
+import { isConnectionUnusable } from '../errors/to-database-error.js';
+import type { DatabasePool } from '../pool/database-pool.js';
+import { getDatabasePoolToken } from '../secure-database.utils.js';
+import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
+import { downReason } from './database-health-reason.js';
+
+export interface DatabasePingOptions {
+  /** The whole budget: waiting for a pooled connection plus the query. Default 1000. */
+  timeoutMs?: number;
+  /** A named connection; the default connection when omitted. */
+  connection?: string;
+}
+
+const PING_SQL = 'SELECT 1';
+
+/**
+ * Terminus health indicator for a SecureDatabaseModule connection. List it in the providers of a
+ * module that imports TerminusModule, and use it for READINESS only:
+ *
+ *   @Get('health/live')  @HealthCheck() live()  { return this.health.check([]); }
+ *   @Get('health/ready') @HealthCheck() ready() { return this.health.check([() => this.db.pingCheck('database')]); }
+ *
+ * Liveness must not touch the database: a database outage would make the orchestrator restart every
+ * instance, which cures nothing and adds a reconnect storm. Readiness fails instead, so traffic goes
+ * elsewhere until the database answers again.
+ *
+ * `up` carries the TLS facts (active, protocol, sslmode, whether chain and host name were verified),
+ * the server version, pool counters and the latency; `down` a short fixed reason (`timeout`,
+ * `connection refused`, `pool exhausted`, `ssl not active`, `authentication failed`, `shutting down`,
+ * …) and the library's error code, never a driver message, password or host detail.
+ * It answers within `timeoutMs` whatever the database does; a connection that arrives after the
+ * deadline goes straight back to the pool, and one whose ping timed out is destroyed, not reused.
+ */
+@Injectable()
+export class DatabaseHealthIndicator {
+  private readonly pools = new Map<string, DatabasePool>();
+
+  constructor(
+    private readonly moduleRef: ModuleRef,
+    private readonly health: HealthIndicatorService,
+  ) {}
+
+  async pingCheck<const Key extends string>(key: Key, options: DatabasePingOptions = {}): Promise<HealthIndicatorResult<Key>> {
+    const { timeoutMs = 1000, connection } = options;
+    const indicator = this.health.check(key);
+    const db = this.findPool(connection);
+    if (!db) return indicator.down({ message: 'connection not registered' });
+
+    const { total, idle, waiting } = db.stats();
+    // Asked while every slot was taken: a timeout then means we waited in the pool's queue.
+    const queued = waiting > 0 || (total >= db.config.pool.max && idle === 0);
+    const started = performance.now();
+    const progress = { acquired: false };
+    try {
+      await ping(db, timeoutMs, progress);
+      const tls = db.lastTls;
+      return indicator.up({
+        tls: tls?.ssl === true,
+        tlsProtocol: tls?.protocol,
+        sslmode: db.config.tls.mode,
+        serverIdentityVerified: tls?.verified === true && db.config.tls.verifiesHostname,
+        serverVersion: tls?.serverVersion,
+        latencyMs: Math.round(performance.now() - started),
+        pool: poolCounters(db),
+      });
+    } catch (error) {
+      const latencyMs = Math.round(performance.now() - started);
+      if (error instanceof TimeoutError) {
+        return indicator.down({ message: queued && !progress.acquired ? 'pool exhausted' : 'timeout', latencyMs, pool: poolCounters(db) });
+      }
+      const mapped = db.mapError(error);
+      return indicator.down({ message: downReason(mapped), code: mapped.code, latencyMs, pool: poolCounters(db) });
+    }
+  }
+
+  private findPool(name?: string): DatabasePool | undefined {
+    const token = getDatabasePoolToken(name);
+    let db = this.pools.get(token);
+    if (!db) {
+      try {
+        db = this.moduleRef.get<DatabasePool>(token, { strict: false });
+      } catch {
+        return undefined;
+      }
+      this.pools.set(token, db);
+    }
+    return db;
+  }
+}
+
+function poolCounters(db: DatabasePool): { total: number; idle: number; waiting: number } {
+  const { total, idle, waiting } = db.stats();
+  return { total, idle, waiting };
+}
+
+/**
+ * Acquire + SELECT 1 under one deadline. After the deadline a connection still on its way is released
+ * on arrival (never leaked, never left holding a slot), and one stuck in the ping is destroyed: its
+ * state is unknown, and a blackholed socket would otherwise hold the slot until the client-side
+ * query timeout.
+ */
+async function ping(db: DatabasePool, timeoutMs: number, progress: { acquired: boolean }): Promise<void> {
+  let expired = false;
+  let pinging: pg.PoolClient | undefined;
+  const run = async (): Promise<void> => {
+    const client = await db.acquire();
+    if (expired) {
+      db.release(client);
+      return;
+    }
+    progress.acquired = true;
+    pinging = client;
+    try {
+      await client.query(PING_SQL);
+    } catch (error) {
+      if (isConnectionUnusable(error)) db.markUnusable(client);
+      throw error;
+    } finally {
+      pinging = undefined;
+      db.release(client);
+    }
+  };
+  await promiseTimeout(timeoutMs, run(), () => {
+    expired = true;
+    if (pinging) {
+      db.markUnusable(pinging);
+      (pinging as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    }
+  });
+}
