@@ -76,6 +76,22 @@ describe('pool lifecycle on a real server', () => {
     expect((await appConnections(applicationName)).filter((r) => r.state !== 'active')).toEqual([]);
   });
 
+  it('a connection released inside an open transaction is destroyed, never handed to the next caller', async () => {
+    const { db, close } = await startDatabaseApp({ url: h.tls.url(), sslRootCert: h.caPem, poolMax: 1 });
+    try {
+      const leakedPid = await db.withClient(async (c) => {
+        await c.query('BEGIN');
+        return (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+      });
+      expect(db.stats().total).toBe(0);
+      const next = await db.withClient(async (c) => (await c.query("SELECT pg_backend_pid() AS pid, current_setting('transaction_isolation') AS iso, now() = statement_timestamp() AS fresh")).rows[0]);
+      expect(next.pid).not.toBe(leakedPid);
+      expect(next.fresh).toBe(true); // not inside an old transaction
+    } finally {
+      await close();
+    }
+  });
+
   it('application_name identifies the app to the server', async () => {
     const { db, close } = await startDatabaseApp({ url: h.tls.url(), sslRootCert: h.caPem });
     try {

@@ -113,7 +113,10 @@ export class DatabasePool {
   }
 
   release(client: pg.PoolClient): void {
-    const broken = this.unusable.has(client);
+    // A connection still inside a transaction (a raw BEGIN whose COMMIT/ROLLBACK never ran) must not
+    // reach the next caller: it would run in, or be blocked by, someone else's transaction.
+    const txStatus = (client as { getTransactionStatus?(): string | null }).getTransactionStatus?.();
+    const broken = this.unusable.has(client) || (txStatus != null && txStatus !== 'I');
     client.release(broken ? new Error('connection unusable') : undefined);
     this.settle();
   }
