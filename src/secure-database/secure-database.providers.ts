@@ -1,5 +1,7 @@
 import { Logger, type Provider } from '@nestjs/common';
 import { resolveDatabaseConfig } from './config/resolve-database-config.js';
+import { SecureDatabaseError } from './errors/secure-database.error.js';
+import { startupFailureHint } from './errors/startup-failure-hint.js';
 import type { SecureDatabaseModuleOptions } from './interfaces/secure-database-options.interface.js';
 import { DatabasePool } from './pool/database-pool.js';
 import { establishStartupConnection } from './pool/startup-connection.js';
@@ -11,17 +13,19 @@ import { DatabaseService } from './service/database.service.js';
  * application starts: a bad config, unreachable server or failed assertion stops startup here.
  */
 export async function createDatabasePool(options: SecureDatabaseModuleOptions, name?: string): Promise<DatabasePool> {
-  const config = resolveDatabaseConfig({ ...options, name: options?.name ?? name });
-  const db = new DatabasePool(config);
-  const logger = new Logger(config.name ? `SecureDatabase:${config.name}` : 'SecureDatabase');
-  for (const warning of config.warnings) logger.warn(warning);
+  const logger = new Logger(name ? `SecureDatabase:${name}` : 'SecureDatabase');
+  let db: DatabasePool | undefined;
   try {
+    const config = resolveDatabaseConfig({ ...options, name: options?.name ?? name });
+    for (const warning of config.warnings) logger.warn(warning);
+    db = new DatabasePool(config);
     await establishStartupConnection(db, logger);
+    return db;
   } catch (error) {
-    await db.close();
+    await db?.close();
+    if (error instanceof SecureDatabaseError) logger.error(`Database startup failed [${error.code}]: ${error.message}. ${startupFailureHint(error.code)}`);
     throw error;
   }
-  return db;
 }
 
 export function createConnectionProviders(name?: string): Provider[] {

@@ -3,3 +3,4 @@ export * from './configuration.errors.js';
 export * from './connection.errors.js';
 export * from './query.errors.js';
 export { toDatabaseError, isConnectionUnusable } from './to-database-error.js';
+export { startupFailureHint } from './startup-failure-hint.js';

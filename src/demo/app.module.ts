@@ -1,0 +1,18 @@
+import { Module } from '@nestjs/common';
+import { ConfigModule } from '@nestjs/config';
+import { APP_FILTER } from '@nestjs/core';
+import { DatabaseExceptionFilter, SecureDatabaseModule, databaseConfig } from '../index.js';
+import { HealthModule } from './health/health.module.js';
+import { UsersModule } from './users/users.module.js';
+
+/** The demo: the module used exactly as an application should use it. */
+@Module({
+  imports: [
+    ConfigModule.forRoot({ ignoreEnvFile: true }),
+    SecureDatabaseModule.forRootAsync(databaseConfig.asProvider()),
+    HealthModule,
+    UsersModule,
+  ],
+  providers: [{ provide: APP_FILTER, useClass: DatabaseExceptionFilter }],
+})
+export class AppModule {}

@@ -1,0 +1,19 @@
+import type { DatabaseErrorCode } from './secure-database.error.js';
+
+// What to change, per failure kind: the startup log line names the cause and the fix.
+const HINTS: Partial<Record<DatabaseErrorCode, string>> = {
+  DB_CONFIGURATION: 'Fix the settings listed above.',
+  DB_SSL_NOT_ACTIVE:
+    'Connect to a server that offers TLS (check the host and port in DATABASE_URL; a proxy in between must not terminate TLS).',
+  DB_TLS_VERIFICATION_FAILED:
+    'Set DATABASE_SSL_ROOT_CERT to the CA that signed the server certificate (or sslrootcert=system for a public CA) and make sure the host in DATABASE_URL is the one the certificate names.',
+  DB_AUTHENTICATION_FAILED: 'Check the user and password in DATABASE_URL, and that this role may connect to the database.',
+  DB_CONNECTION_FAILED: 'Check the host and port in DATABASE_URL and that the database accepts connections from here.',
+  DB_CONNECT_TIMEOUT:
+    'Check the host and port in DATABASE_URL and any firewall in between; on a slow network raise DATABASE_CONNECT_TIMEOUT_MS.',
+  DB_TOO_MANY_CONNECTIONS: "Lower DATABASE_POOL_MAX across instances, or connect through the provider's pooler.",
+};
+
+export function startupFailureHint(code: DatabaseErrorCode): string {
+  return HINTS[code] ?? 'See the error code in the README troubleshooting table.';
+}
