@@ -1,5 +1,5 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
+import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { TLSSocket } from 'node:tls';
@@ -28,12 +28,11 @@ export async function startTlsTerminatingProxy(caPath: string, upstreamPort: num
       secure.pipe(upstream).pipe(secure);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const listening = await listenOnLoopback(server, sockets);
   return {
-    port: (server.address() as AddressInfo).port,
+    port: listening.port,
     async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise((resolve) => server.close(resolve));
+      await listening.close();
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -43,6 +42,10 @@ export async function startTlsTerminatingProxy(caPath: string, upstreamPort: num
 export async function startSilentListener() {
   const sockets = new Set<Socket>();
   const server = createServer((s) => { sockets.add(s); s.on('error', () => undefined); });
+  return listenOnLoopback(server, sockets);
+}
+
+async function listenOnLoopback(server: Server, sockets: Set<Socket>) {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
