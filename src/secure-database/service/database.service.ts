@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
-import { Queryable, extendedQuery } from './queryable.js';
+import { Queryable, runStatement } from './queryable.js';
 import { ScopedConnection } from './scoped-connection.js';
 import { type TransactionOptions, isRetryableTransactionError, planTransaction, retryDelayMs } from './transaction-options.js';
 
@@ -17,6 +17,9 @@ interface TransactionScope {
 
 // One per process: it only ever holds the pool of the transaction whose callback is running.
 const transactionScope = new AsyncLocalStorage<TransactionScope>();
+// On Node 20 an enabled AsyncLocalStorage puts a hook on every promise of the process, so it is
+// switched off whenever no transaction callback is running (run() switches it on again).
+let runningTransactions = 0;
 
 /**
  * The injectable query API of one connection. Constructed by the module (not by Nest's class
@@ -48,7 +51,7 @@ export class DatabaseService extends Queryable {
     this.assertOutsideTransaction();
     const client = await this.db.acquire();
     try {
-      return await client.query(extendedQuery(text, values, rowMode));
+      return await runStatement(client, text, values, rowMode);
     } catch (error) {
       if (isConnectionUnusable(error)) this.db.markUnusable(client);
       throw this.db.mapError(error);
@@ -82,8 +85,9 @@ export class DatabaseService extends Queryable {
     const client = await this.db.acquire();
     const tx = new ScopedConnection(this.db, client);
     const scope: TransactionScope = { db: this.db, active: true };
+    runningTransactions++;
     try {
-      await tx.execute(begin);
+      await tx.control(begin);
       let result: T;
       try {
         result = await transactionScope.run(scope, fn, tx);
@@ -91,7 +95,7 @@ export class DatabaseService extends Queryable {
         await this.rollback(tx, client);
         throw error;
       }
-      const commit = await tx.query('COMMIT');
+      const commit = await tx.control('COMMIT');
       // COMMIT of a transaction in which a statement failed (and `fn` caught the error) rolls back.
       if (commit.command === 'ROLLBACK') {
         throw tx.firstError ?? new QueryError('the transaction had failed and was rolled back instead of committed', { sqlstate: '25P02' });
@@ -99,6 +103,7 @@ export class DatabaseService extends Queryable {
       return result;
     } finally {
       scope.active = false;
+      if (--runningTransactions === 0) transactionScope.disable();
       tx.end();
       this.db.release(client);
     }
@@ -107,7 +112,7 @@ export class DatabaseService extends Queryable {
   private async rollback(tx: ScopedConnection, client: pg.PoolClient): Promise<void> {
     if (tx.broken) return; // released as unusable anyway
     try {
-      await tx.execute('ROLLBACK');
+      await tx.control('ROLLBACK');
     } catch (error) {
       // The transaction may still be open on that connection: never hand it to someone else.
       this.db.markUnusable(client);
@@ -139,7 +144,7 @@ export class DatabaseService extends Queryable {
 
   private async resetSession(client: pg.PoolClient): Promise<void> {
     try {
-      await client.query(extendedQuery('DISCARD ALL', undefined, undefined));
+      await client.query('DISCARD ALL');
     } catch (error) {
       this.db.markUnusable(client);
       this.logger.warn(`Resetting a session with DISCARD ALL failed; the connection was discarded: ${this.db.describe(error)}`);

@@ -101,7 +101,13 @@ export abstract class Queryable {
   }
 }
 
-/** The pg query config: extended protocol always, never a statement name. */
-export function extendedQuery(text: string, values: readonly unknown[] | undefined, rowMode: RowMode): pg.QueryConfig {
-  return { text, values: values as unknown[] | undefined, queryMode: 'extended', rowMode } as pg.QueryConfig;
+/**
+ * Sends one caller statement: over the extended protocol always, never under a name. With
+ * parameters pg uses the extended protocol by itself, and the `(text, values)` form also spares
+ * pg's copy of a query config object (a measurable cost per query); without parameters, or for
+ * array rows, the config object says `queryMode: 'extended'` explicitly.
+ */
+export function runStatement(client: pg.ClientBase, text: string, values: readonly unknown[] | undefined, rowMode: RowMode): Promise<pg.QueryResult> {
+  if (rowMode === undefined && values !== undefined && values.length > 0) return client.query(text, values as unknown[]);
+  return client.query({ text, values: values as unknown[] | undefined, queryMode: 'extended', rowMode } as pg.QueryConfig);
 }

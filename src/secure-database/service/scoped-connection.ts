@@ -3,7 +3,7 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
-import { Queryable, extendedQuery } from './queryable.js';
+import { Queryable, runStatement } from './queryable.js';
 
 /**
  * The handle `transaction` and `withConnection` pass to their callback: the query helpers, on the one
@@ -23,13 +23,25 @@ export class ScopedConnection extends Queryable {
     this.client = client;
   }
 
-  protected async run(text: string, values: readonly unknown[] | undefined, rowMode: 'array' | undefined): Promise<pg.QueryResult> {
+  protected run(text: string, values: readonly unknown[] | undefined, rowMode: 'array' | undefined): Promise<pg.QueryResult> {
+    return this.onClient((client) => runStatement(client, text, values, rowMode));
+  }
+
+  /**
+   * @internal The module's own fixed statements (BEGIN …, COMMIT, ROLLBACK), never caller text: the
+   * simple protocol sends them as one message instead of five.
+   */
+  control(statement: string): Promise<pg.QueryResult> {
+    return this.onClient((client) => client.query(statement));
+  }
+
+  private async onClient(query: (client: pg.PoolClient) => Promise<pg.QueryResult>): Promise<pg.QueryResult> {
     const client = this.client;
     if (client === undefined) {
       throw new InvalidQueryError('This connection handle was used after its transaction or withConnection callback ended');
     }
     try {
-      return await client.query(extendedQuery(text, values, rowMode));
+      return await query(client);
     } catch (error) {
       if (isConnectionUnusable(error)) {
         this.broken = true;
