@@ -1,0 +1,159 @@
+// `npm run bench`: what SecureDatabaseModule costs over raw node-postgres, against TypeORM (and
+// postgres.js / pg pipelining), on a private local TLS cluster. Options: bench/support/bench-options.ts.
+import 'reflect-metadata';
+import { performance } from 'node:perf_hooks';
+import { ARM_TITLES, type ArmKey, type ConnectionCostResult, runConnectionCost } from './scenarios/connection-cost.scenario.js';
+import { type MemoryResult, runMemory } from './scenarios/memory.scenario.js';
+import { type RecoveryResult, runRecovery } from './scenarios/recovery.scenario.js';
+import { type ThroughputResult, runThroughput, workloadTitle } from './scenarios/throughput.scenario.js';
+import { type BenchDatabase, startBenchDatabase } from './support/bench-database.js';
+import { type BenchOptions, readBenchOptions } from './support/bench-options.js';
+import {
+  type Contender,
+  pgPipelineContender,
+  postgresJsContender,
+  rawPgContender,
+  serviceContender,
+  typeormContender,
+} from './support/contenders.js';
+import { describeMachine } from './support/machine.js';
+import { Report, fixed, mb, ratio, whole } from './support/report.js';
+
+interface Results {
+  throughput: ThroughputResult[];
+  connection?: ConnectionCostResult;
+  memory?: MemoryResult;
+  recovery?: RecoveryResult;
+}
+
+async function runScenarios(bench: BenchDatabase, options: BenchOptions, report: Report): Promise<Results> {
+  const { target } = bench;
+  const results: Results = { throughput: [] };
+  const service = await serviceContender(target, options.poolMax);
+  const rawPg = rawPgContender(target, options.poolMax);
+  const peers: Contender[] = [];
+  try {
+    if (options.only.has('select') || options.only.has('insert')) {
+      peers.push(await typeormContender(target, options.poolMax));
+      if (options.only.has('select')) peers.push(postgresJsContender(target, options.poolMax), await pgPipelineContender(target, options.poolMax));
+      const contenders = [service, rawPg, ...peers];
+      report.line('Contenders:');
+      for (const c of contenders) report.line(`  ${c.key.padEnd(12)} ${c.description}`);
+      report.line();
+      if (options.only.has('select')) results.throughput.push(...(await runThroughput('select', contenders, options, report)));
+      if (options.only.has('insert')) {
+        if (Number(process.versions.node.split('.')[0]) < 24) {
+          // Measured separately (see the report of issue 8): ~+70-100 ns per promise once enabled.
+          report.line('Note: DatabaseService.transaction uses AsyncLocalStorage; before Node 24 its first use turns on a promise hook for every promise in the process, so from here on every contender pays it.');
+        }
+        results.throughput.push(...(await runThroughput('insert', contenders, options, report)));
+      }
+    }
+    // The peers are done; they must not be around when the recovery scenario restarts the server.
+    await Promise.all(peers.splice(0).map((p) => p.close()));
+    if (options.only.has('connect')) results.connection = await runConnectionCost(target, options, report);
+    if (options.only.has('memory')) results.memory = await runMemory(service.service, options, report);
+    if (options.only.has('recovery')) results.recovery = await runRecovery(target, service.service, rawPg.pool, options, report);
+    return results;
+  } finally {
+    await Promise.allSettled([...peers, service, rawPg].map((c) => c.close()));
+  }
+}
+
+function printSummary(results: Results, options: BenchOptions, machine: string[], report: Report): void {
+  report.line('# Summary (paste into the README)');
+  report.line();
+  for (const fact of machine) report.line(`- ${fact}`);
+  report.line(
+    `- ${options.quick ? 'QUICK mode' : 'Full mode'}: ${options.rounds} rounds, contenders' order rotated each round; pool size ${options.poolMax} for every contender; ` +
+      `${options.selectOps} selects / ${options.insertOps} inserts per measurement. Shared machine: expect a few % of noise.`,
+  );
+  report.line();
+  if (results.throughput.length > 0) {
+    report.table(
+      ['Workload', 'Callers', 'Contender', 'ops/s', 'vs raw pg', 'p50 ms', 'p99 ms', 'client CPU µs/op (vs pg)'],
+      results.throughput.map((r) => [
+        r.workload === 'select' ? 'PK select' : 'insert in tx',
+        r.callers,
+        r.contender,
+        whole(r.opsPerSec),
+        r.contender === 'pg' ? '1 (baseline)' : `${ratio(r.vsPg)} (${fixed(r.vsPgMin, 2)}–${fixed(r.vsPgMax, 2)})`,
+        fixed(r.p50Ms),
+        fixed(r.p99Ms),
+        r.contender === 'pg' ? fixed(r.cpuUsPerOp, 0) : `${fixed(r.cpuUsPerOp, 0)} (${ratio(r.cpuVsPg)})`,
+      ]),
+      3,
+    );
+    report.line();
+    report.line(
+      `PK select: ${workloadTitle('select')}; insert in tx: ${workloadTitle('insert')}. "vs raw pg": median of per-round throughput ratios (range over rounds). ` +
+        'Client CPU: user + system time of the benchmark process per operation (the server runs on the same cores).',
+    );
+    report.line();
+  }
+  const c = results.connection;
+  if (c) {
+    report.table(
+      ['New connection', 'median ms', 'p90 ms', 'round trips after auth'],
+      [
+        ...(Object.keys(ARM_TITLES) as ArmKey[]).map((k) => [ARM_TITLES[k], fixed(c.arms[k].medianMs), fixed(c.arms[k].p90Ms), c.arms[k].roundTrips]),
+        ['TLS assertion cost (median of paired differences)', fixed(c.assertionMs), '', c.arms.module.roundTrips - c.arms.raw.roundTrips],
+      ],
+    );
+    report.line();
+  }
+  const r = results.recovery;
+  if (r) {
+    report.table(
+      [`After cluster.restart('fast') (median of ${r.rounds})`, 'ms after start returned', 'failed attempts (total)'],
+      [
+        ['fresh raw pg connect succeeds', fixed(r.freshConnectMs, 1), ''],
+        ['first query through DatabaseService', fixed(r.serviceMs, 1), r.serviceFailures],
+        ['first query through raw pg.Pool', fixed(r.rawPoolMs, 1), r.rawPoolFailures],
+      ],
+    );
+    report.line(`(stop ${fixed(r.stopMs, 0)} ms, start ${fixed(r.startMs, 0)} ms; errors seen: ${r.errorCodes.join(', ') || 'none'})`);
+    report.line();
+  }
+  const m = results.memory;
+  if (m) {
+    report.table(
+      [`Memory, DatabaseService, ${whole(m.queries)} queries`, 'after warm-up MB', 'after the queries MB', 'delta MB'],
+      (['heapUsed', 'rss'] as const).map((k) => [k, mb(m.before[k]), mb(m.after[k]), mb(m.after[k] - m.before[k])]),
+    );
+    report.line();
+  }
+}
+
+async function main(): Promise<void> {
+  const options = readBenchOptions();
+  const report = new Report();
+  const startedAt = new Date();
+  const clock = performance.now();
+  const bench = await startBenchDatabase();
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= bench.stop());
+  // Ctrl-C still stops the cluster (the orphan reaper would otherwise clean up only after we are gone).
+  process.once('SIGINT', () => void stop().finally(() => process.exit(130)));
+  try {
+    const machine = describeMachine(bench.target, startedAt);
+    for (const fact of machine) report.line(fact);
+    report.line(`Options: ${JSON.stringify({ ...options, only: [...options.only] })}`);
+    report.line();
+    const results = await runScenarios(bench, options, report);
+    printSummary(results, options, machine, report);
+    report.line(`Total time ${fixed((performance.now() - clock) / 1000, 1)} s`);
+  } catch (error) {
+    report.line(`FAILED: ${(error as Error)?.stack ?? String(error)}`);
+    process.exitCode = 1;
+  } finally {
+    await stop();
+    // Partial output of a failed run is kept too: it says how far the run got.
+    if (options.resultsDir !== '-') process.stdout.write(`Raw output written to ${await report.save(options.resultsDir, startedAt)}\n`);
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${(error as Error)?.stack ?? String(error)}\n`);
+  process.exitCode = 1;
+});
