@@ -40,6 +40,7 @@ const BY_SQLSTATE: Record<string, [ErrorClass, string]> = {
   '57P01': [ConnectionError, 'connection terminated by an administrator'],
   '57P02': [ConnectionError, 'connection terminated by a server crash'],
   '57P03': [ConnectionError, 'the server is starting up or shutting down'],
+  '57P05': [ConnectionError, 'connection closed by the server after being idle (idle_session_timeout)'],
 };
 
 const BY_SQLSTATE_CLASS: Record<string, [ErrorClass, string]> = {

@@ -26,6 +26,7 @@ const CONNECTION_CAUSES: Record<string, string> = {
   '57P01': 'connection terminated by the server',
   '57P02': 'connection terminated by the server',
   '57P03': 'server starting up or shutting down',
+  '57P05': 'connection terminated by the server',
 };
 
 /** The short, sanitized reason a `down` health result gives for a database error. */
