@@ -20,6 +20,6 @@ export async function startEmbeddedDatabaseIfNeeded(env: NodeJS.ProcessEnv, logg
   env.DATABASE_URL = cluster.url({ sslmode: 'verify-full' }, { host: 'localhost' });
   env.DATABASE_SSL_ROOT_CERT = local.ca.certPath;
   env.APP_ENV = appEnv ?? 'development';
-  logger.log(`DATABASE_URL is not set: started an embedded PostgreSQL (${local.binaries.source}) on localhost:${cluster.facts.port} with TLS, CA ${local.ca.certPath}`);
+  logger.log(`DATABASE_URL is not set: started an embedded PostgreSQL (${local.binaries.source} binaries) on localhost:${cluster.facts.port} with TLS, CA ${local.ca.certPath}`);
   return { stop: local.stop };
 }

@@ -6,9 +6,8 @@ import { harness, scratchDatabase } from '../support/harness.js';
 import { appConnections, waitForActivity } from '../support/server-faults.js';
 import { type DemoSettings, productionEnv, startDemoProcess, stopDemoProcess } from './demo-under-test.js';
 import { ms, reportFigure } from './figures.js';
-import { LoadRun, type Outcome } from './http-load.js';
 import { sanitizedErrorProblem, tally } from './outcome-checks.js';
-import { EMAIL_DOMAIN, UsersTraffic, countEmails, countUsers } from './users-traffic.js';
+import { EMAIL_DOMAIN, startUsersLoad, countEmails, countUsers } from './users-traffic.js';
 
 const h = harness();
 const SHUTDOWN_TIMEOUT_MS = 5000;
@@ -31,15 +30,9 @@ describe('graceful shutdown under write load: the built demo as a process', () =
   });
 
   it('SIGTERM with 50 POST /users in flight and more coming: every 201 is a row, nothing hangs, exit 0 in time, no connection left', async () => {
-    const traffic = new UsersTraffic(['create']);
-    const outcomes: Outcome[] = [];
-    const writers = new LoadRun(demo.url(''), {
+    const { traffic, outcomes, load: writers } = startUsersLoad(demo.url(''), {
+      mix: ['create'],
       concurrency: WRITERS,
-      next: traffic.next,
-      onOutcome: (o) => {
-        traffic.record(o);
-        outcomes.push(o);
-      },
       // Far past the time the process may take to exit: a request still open then has hung.
       timeoutMs: 2 * SHUTDOWN_TIMEOUT_MS + 5000,
     });

@@ -8,10 +8,10 @@ import { appConnections } from '../support/server-faults.js';
 import { TcpFaultProxy, throughProxy } from '../support/tcp-fault-proxy.js';
 import { expectAlive, productionEnv, startDemoProcess, stopDemoProcess } from './demo-under-test.js';
 import { ms, reportFigure } from './figures.js';
-import { LoadRun, type Outcome, type RequestSpec, send, sendAll, untilExpected } from './http-load.js';
+import { type Outcome, type RequestSpec, send, sendAll, untilExpected } from './http-load.js';
 import { OUTAGE_CODES, isExpected, recovery, tally, unexpectedOutcomes } from './outcome-checks.js';
 import { expectFullPoolCapacity } from './pool-capacity.js';
-import { EMAIL_DOMAIN, UsersTraffic, countUsers } from './users-traffic.js';
+import { EMAIL_DOMAIN, UsersTraffic, startUsersLoad, countUsers } from './users-traffic.js';
 
 const h = harness();
 const POOL_MAX = 4;
@@ -52,17 +52,7 @@ describe('network faults between the demo and its database (TCP fault proxy): th
       DATABASE_STATEMENT_TIMEOUT_MS: '5000',
     });
     demo = await startDemoProcess(settings.env);
-    const traffic = new UsersTraffic();
-    const outcomes: Outcome[] = [];
-    const load = new LoadRun(demo.url(''), {
-      concurrency: 8,
-      next: traffic.next,
-      onOutcome: (o) => {
-        traffic.record(o);
-        outcomes.push(o);
-      },
-      timeoutMs: 15_000,
-    });
+    const { traffic, outcomes, load } = startUsersLoad(demo.url(''), { concurrency: 8, timeoutMs: 15_000 });
     await sleep(500);
     const resetAt = performance.now();
     const reset = proxy.dropAll(); // every connection reset; new ones get through at once

@@ -8,11 +8,11 @@ import { type PrivateCluster, startPrivateCluster } from '../support/private-clu
 import { fillConnections, restartCluster, setIdleSessionTimeout, waitForActivity } from '../support/server-faults.js';
 import { expectAlive, productionEnv, startDemoProcess, stopDemoProcess } from './demo-under-test.js';
 import { ms, reportFigure } from './figures.js';
-import { LoadRun, type Outcome, send, sendAll, untilExpected } from './http-load.js';
+import { type Outcome, send, sendAll, untilExpected } from './http-load.js';
 import { OUTAGE_CODES, recovery, sanitizedErrorProblem, tally, unexpectedOutcomes } from './outcome-checks.js';
 import { expectFullPoolCapacity } from './pool-capacity.js';
 import { watchOutage } from './server-comeback.js';
-import { EMAIL_DOMAIN, UsersTraffic, countEmails, countUsers } from './users-traffic.js';
+import { EMAIL_DOMAIN, UsersTraffic, startUsersLoad, countEmails, countUsers } from './users-traffic.js';
 
 const POOL_MAX = 4;
 
@@ -124,17 +124,7 @@ describe('server outages on a private cluster: the built demo as a process', () 
         DATABASE_POOL_ACQUIRE_TIMEOUT_MS: '2000',
         DATABASE_STATEMENT_TIMEOUT_MS: '5000',
       });
-      const traffic = new UsersTraffic();
-      const outcomes: Outcome[] = [];
-      const load = new LoadRun(demo.process.url(''), {
-        concurrency: 8,
-        next: traffic.next,
-        onOutcome: (o) => {
-          traffic.record(o);
-          outcomes.push(o);
-        },
-        timeoutMs: 15_000,
-      });
+      const { traffic, outcomes, load } = startUsersLoad(demo.process.url(''), { concurrency: 8, timeoutMs: 15_000 });
       await sleep(500);
       const outage = watchOutage(pc.cluster);
       const { elapsedMs: restartMs } = await restartCluster(pc.cluster, mode);

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { LocalPostgresCluster } from '../../src/local-postgres/index.js';
-import type { Outcome, RequestSpec } from './http-load.js';
+import { LoadRun, type Outcome, type RequestSpec } from './http-load.js';
 
 /** Every submitted email ends with this, so a log or body that echoes one is easy to find. */
 export const EMAIL_DOMAIN = 'resilience.test';
@@ -65,4 +65,23 @@ export async function countEmails(cluster: LocalPostgresCluster, emails: string[
     const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE email = ANY($1::text[])', [emails]);
     return rows[0].n;
   }, cluster.facts.database);
+}
+
+/** Steady users traffic against the demo at `concurrency`, every answer recorded in order. */
+export function startUsersLoad(
+  baseUrl: string,
+  options: { concurrency: number; timeoutMs: number; mix?: ConstructorParameters<typeof UsersTraffic>[0] },
+): { traffic: UsersTraffic; outcomes: Outcome[]; load: LoadRun } {
+  const traffic = new UsersTraffic(options.mix);
+  const outcomes: Outcome[] = [];
+  const load = new LoadRun(baseUrl, {
+    concurrency: options.concurrency,
+    timeoutMs: options.timeoutMs,
+    next: traffic.next,
+    onOutcome: (o) => {
+      traffic.record(o);
+      outcomes.push(o);
+    },
+  });
+  return { traffic, outcomes, load };
 }
