@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, cp, mkdir, readdir, writeFile, appendFile, readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createServer, isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -104,7 +104,7 @@ export class LocalPostgresCluster {
       user: f.superuser,
       password: f.superuserPassword,
       database,
-      ssl: f.caPath ? { ca: await readFile(f.caPath, 'utf8'), servername: f.certificateHosts.find((h) => !/^[\d.:]+$/.test(h)) } : false,
+      ssl: f.caPath ? { ca: await readFile(f.caPath, 'utf8'), servername: f.certificateHosts.find((h) => !isIP(h)) } : false,
       connectionTimeoutMillis: 5000,
       application_name: 'secure-pg-admin',
     });

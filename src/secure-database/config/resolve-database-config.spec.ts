@@ -47,7 +47,7 @@ describe('resolveDatabaseConfig', () => {
     const c = resolveDatabaseConfig({ url: URL_ }, {});
     expect(c.client.password).toBe(PASSWORD);
     expect(JSON.stringify(c)).not.toContain(PASSWORD);
-    expect(c.redactedUrl).toBe('postgresql://app:***@db.example.com:6543/shop');
+    expect(redactUrl(URL_)).toBe('postgresql://app:***@db.example.com:6543/shop');
   });
 
   it('says how to set DATABASE_URL when it is missing', () => {

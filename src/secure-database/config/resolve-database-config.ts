@@ -4,7 +4,7 @@ import { ConfigurationError } from '../errors/configuration.errors.js';
 import type { AppEnv, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
 import { type TlsPolicy, resolveTlsPolicy } from '../tls/tls-policy.js';
 import { type CloudFacts, defaultApplicationName, detectCloud } from './cloud-platform.js';
-import { parseDatabaseUrl, redactUrl } from './database-url.js';
+import { parseDatabaseUrl } from './database-url.js';
 import { DATABASE_DEFAULTS, type ValidatedOptions, validateSecureDatabaseOptions } from './secure-database-options.schema.js';
 
 /** Everything the pool needs, decided once at startup. Holds the password: never log this object whole. */
@@ -14,22 +14,13 @@ export interface ResolvedDatabaseConfig {
   /** development/test: errors and logs may carry driver messages. */
   verboseErrors: boolean;
   target: { host: string; port: number; database: string; user: string };
-  /** DATABASE_URL with the password replaced by ***. */
-  redactedUrl: string;
   /** The full per-connection config (password non-enumerable). */
   client: pg.ClientConfig;
   tls: TlsPolicy;
   cloud: CloudFacts;
   applicationName: string;
-  timeouts: {
-    connectMs: number;
-    statementMs: number;
-    lockMs: number;
-    idleInTransactionMs: number;
-    keepAliveIdleMs: number;
-    acquireMs: number;
-    shutdownMs: number;
-  };
+  /** The timeouts the client enforces itself (the server-side ones are in `client`). */
+  timeouts: { connectMs: number; acquireMs: number; shutdownMs: number };
   pool: { max: number; idleTimeoutMs: number; maxLifetimeSeconds: number };
   startupRetries: number;
   warnings: string[];
@@ -128,20 +119,11 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     appEnv,
     verboseErrors: appEnv !== 'production',
     target: { host: url.host, port: url.port, database: url.database, user: url.user },
-    redactedUrl: redactUrl(rawUrl!),
     client,
     tls,
     cloud,
     applicationName,
-    timeouts: {
-      connectMs,
-      statementMs: options.statementTimeoutMs,
-      lockMs: options.lockTimeoutMs,
-      idleInTransactionMs: options.idleInTransactionTimeoutMs,
-      keepAliveIdleMs: options.keepAliveIdleMs,
-      acquireMs: options.acquireTimeoutMs,
-      shutdownMs: options.shutdownTimeoutMs,
-    },
+    timeouts: { connectMs, acquireMs: options.acquireTimeoutMs, shutdownMs: options.shutdownTimeoutMs },
     pool: { max: options.poolMax, idleTimeoutMs: options.poolIdleTimeoutMs, maxLifetimeSeconds: options.maxLifetimeSeconds },
     startupRetries: options.startupRetries,
     warnings,
