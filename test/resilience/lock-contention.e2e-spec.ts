@@ -82,11 +82,11 @@ describe('statements blocked behind a lock: pool exhaustion and statement timeou
     // Fast: each waited about the acquire timeout, never for the lock.
     const waits = exhausted.map((o) => o.endedAt - o.startedAt);
     expect(Math.min(...waits)).toBeGreaterThanOrEqual(ACQUIRE_TIMEOUT_MS - 50);
-    expect(Math.max(...waits)).toBeLessThan(ACQUIRE_TIMEOUT_MS + 2500);
+    expect(Math.max(...waits)).toBeLessThan(ACQUIRE_TIMEOUT_MS + 4000); // generous: 200 requests on a shared 2-core machine
     expect(Math.max(...outcomes.map((o) => o.endedAt)) - started).toBeLessThan(STATEMENT_TIMEOUT_MS); // the blocked ones ended on release, not on timeout
     expect(health.status).toBe(503);
     expect(health.body).toMatchObject({ status: 'error', error: { database: { status: 'down', message: 'pool exhausted' } } });
-    expect(health.endedAt - health.startedAt).toBeLessThan(1000 + 1000);
+    expect(health.endedAt - health.startedAt).toBeLessThan(1000 + 2000); // its 1 s timeout, plus scheduling slack under 200 requests
     reportFigure('pool exhaustion', {
       exhausted: exhausted.length,
       fastestFailureMs: ms(Math.min(...waits)),
