@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, cp, mkdir, readdir, writeFile, appendFile, readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { chmod, chown, cp, mkdir, readdir, writeFile, appendFile } from 'node:fs/promises';
 import { createServer, isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -95,19 +96,23 @@ export class LocalPostgresCluster {
     return `postgresql://${user}:${password}@${overrides.host ?? f.host}:${f.port}/${f.database}${query ? `?${query}` : ''}`;
   }
 
-  /** A verified superuser connection for administration (terminate backends, hold locks, …). */
-  async superuserClient(database = 'postgres'): Promise<pg.Client> {
+  /** Raw pg config for the app role (or the superuser), verify-full against the cluster's CA. */
+  clientConfig(role: 'app' | 'superuser' = 'app'): pg.ClientConfig {
     const f = this.facts;
-    const client = new pg.Client({
+    return {
       host: f.host,
       port: f.port,
-      user: f.superuser,
-      password: f.superuserPassword,
-      database,
-      ssl: f.caPath ? { ca: await readFile(f.caPath, 'utf8'), servername: f.certificateHosts.find((h) => !isIP(h)) } : false,
+      user: role === 'app' ? f.user : f.superuser,
+      password: role === 'app' ? f.password : f.superuserPassword,
+      database: f.database,
+      ssl: f.caPath ? { ca: readFileSync(f.caPath, 'utf8'), servername: f.certificateHosts.find((h) => !isIP(h)) } : false,
       connectionTimeoutMillis: 5000,
-      application_name: 'secure-pg-admin',
-    });
+    };
+  }
+
+  /** A verified superuser connection for administration (terminate backends, hold locks, …). */
+  async superuserClient(database = 'postgres'): Promise<pg.Client> {
+    const client = new pg.Client({ ...this.clientConfig('superuser'), database, application_name: 'secure-pg-admin' });
     await client.connect();
     client.on('error', () => undefined); // an admin handle dying during a restart test is expected
     return client;

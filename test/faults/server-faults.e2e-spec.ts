@@ -30,17 +30,7 @@ describe('server faults on a private cluster', () => {
 
   /** A verify-full app-role client; its 'error' events are kept, never thrown. */
   const appClient = (applicationName: string) => {
-    const f = pc.cluster.facts;
-    const client = new pg.Client({
-      host: f.host,
-      port: f.port,
-      user: f.user,
-      password: f.password,
-      database: f.database,
-      ssl: { ca: pc.caPem, servername: 'localhost' },
-      application_name: applicationName,
-      connectionTimeoutMillis: 5000,
-    });
+    const client = new pg.Client({ ...pc.cluster.clientConfig(), application_name: applicationName });
     client.on('error', () => undefined);
     clients.push(client);
     return client;

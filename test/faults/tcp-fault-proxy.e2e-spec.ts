@@ -24,17 +24,7 @@ describe('TcpFaultProxy in front of a TLS cluster', () => {
 
   /** A verify-full client through the proxy; its 'error' events are kept, never thrown. */
   const clientViaProxy = (config: pg.ClientConfig = {}) => {
-    const f = throughProxy(h.tls, proxy).facts;
-    const client = new pg.Client({
-      host: f.host,
-      port: f.port,
-      user: f.user,
-      password: f.password,
-      database: f.database,
-      ssl: { ca: h.caPem, servername: 'localhost' },
-      connectionTimeoutMillis: 5000,
-      ...config,
-    });
+    const client = new pg.Client({ ...throughProxy(h.tls, proxy).clientConfig(), ...config });
     client.on('error', () => undefined);
     clients.push(client);
     return client;
