@@ -12,7 +12,7 @@ export class UsersSchema implements OnModuleInit {
 
   async onModuleInit(): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK_KEY]);
+      await tx.query('SELECT pg_catalog.pg_advisory_xact_lock($1)', [SCHEMA_LOCK_KEY]);
       await tx.execute(`
         CREATE TABLE IF NOT EXISTS users (
           id uuid PRIMARY KEY DEFAULT gen_random_uuid(),

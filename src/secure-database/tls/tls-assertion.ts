@@ -17,8 +17,12 @@ export interface ConnectionTlsFacts {
 }
 
 // One round trip per new connection: the server's own view of this backend plus its version for the logs.
+// Every object and operator is pg_catalog-qualified: the app's role can own a schema, create a view
+// named pg_stat_ssl there and put it before pg_catalog in search_path (ALTER ROLE, `options` in the
+// URL, PGOPTIONS), which would let an unqualified assertion read a forged `ssl = true`.
 const ASSERTION_SQL =
-  "SELECT s.ssl, s.version, s.cipher, current_setting('server_version') AS server_version FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()";
+  "SELECT s.ssl, s.version, s.cipher, pg_catalog.current_setting('server_version') AS server_version " +
+  'FROM pg_catalog.pg_stat_ssl s WHERE s.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()';
 
 function socketOf(client: pg.ClientBase): Socket | undefined {
   return (client as unknown as { connection?: { stream?: Socket } }).connection?.stream;
