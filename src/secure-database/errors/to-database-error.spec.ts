@@ -19,11 +19,28 @@ describe('toDatabaseError', () => {
     expect(toDatabaseError(serverError(sqlstate), { verbose: false })).toMatchObject({ code, sqlstate });
   });
 
-  it('keeps the driver error as cause, but its message and detail out of a production message', () => {
+  it('in production keeps only the driver code as cause, and the message and detail out of the error', () => {
     const driver = serverError('23505');
     const mapped = toDatabaseError(driver, { verbose: false });
-    expect(mapped.cause).toBe(driver);
+    expect(mapped.cause).toEqual({ code: '23505' });
     expect(mapped.message).toBe('unique constraint violated (SQLSTATE 23505)');
-    expect(toDatabaseError(driver, { verbose: true }).message).toContain('users_email_key');
+    expect(JSON.stringify(mapped, Object.getOwnPropertyNames(mapped))).not.toMatch(/users_email_key|ada@example\.com/);
+  });
+
+  it('in development keeps the driver error as cause and its message in the error', () => {
+    const driver = serverError('23505');
+    const mapped = toDatabaseError(driver, { verbose: true });
+    expect(mapped.cause).toBe(driver);
+    expect(mapped.message).toContain('users_email_key');
+  });
+
+  it('a TLS failure keeps its code, never the certificate (names, fingerprints) that Node attaches', () => {
+    const tls = Object.assign(new Error("Hostname/IP does not match certificate's altnames: DNS:db.secret-host.test"), {
+      code: 'ERR_TLS_CERT_ALTNAME_INVALID',
+      cert: { subject: { CN: 'db.secret-host.test' }, fingerprint256: 'AA:BB' },
+    });
+    const mapped = toDatabaseError(tls, { verbose: false });
+    expect(mapped).toMatchObject({ code: 'DB_TLS_VERIFICATION_FAILED', cause: { code: 'ERR_TLS_CERT_ALTNAME_INVALID' } });
+    expect(JSON.stringify({ message: mapped.message, cause: mapped.cause })).not.toMatch(/secret-host|AA:BB/);
   });
 });

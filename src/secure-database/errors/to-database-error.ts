@@ -91,10 +91,24 @@ function errorCode(error: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
+/**
+ * What a production error keeps of the driver's error: its code alone. The driver's message and
+ * fields name users, databases, hosts, certificates and values, and whatever logs an error with its
+ * `cause` (Nest's ExceptionHandler, Node's unhandled-rejection report, a logger) would print them.
+ */
+export interface DriverErrorCode {
+  /** SQLSTATE, Node network code (ECONNREFUSED) or TLS code (ERR_TLS_CERT_ALTNAME_INVALID), when there is one. */
+  code?: string;
+}
+
 function build(Cls: ErrorClass, summary: string, error: unknown, sqlstate: string | undefined, verbose: boolean): SecureDatabaseError {
   const message = sqlstate ? `${summary} (SQLSTATE ${sqlstate})` : summary;
+  if (!verbose) {
+    const code = errorCode(error);
+    return new Cls(message, { cause: (code ? { code } : {}) satisfies DriverErrorCode, sqlstate });
+  }
   const driverMessage = error instanceof Error ? error.message : String(error);
-  return new Cls(verbose ? `${message}: ${driverMessage}` : message, { cause: error, sqlstate });
+  return new Cls(`${message}: ${driverMessage}`, { cause: error, sqlstate });
 }
 
 /** Maps anything node-postgres, pg-pool or the network threw onto the library's typed errors. */
