@@ -1,4 +1,13 @@
-import { type DynamicModule, Global, Inject, Module, type OnApplicationShutdown, type Provider } from '@nestjs/common';
+import {
+  type DynamicModule,
+  Global,
+  Inject,
+  Module,
+  type OnApplicationShutdown,
+  type OnModuleDestroy,
+  type OnModuleInit,
+  type Provider,
+} from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type {
   SecureDatabaseModuleAsyncOptions,
@@ -7,12 +16,24 @@ import type {
 } from './interfaces/secure-database-options.interface.js';
 import type { DatabasePool } from './pool/database-pool.js';
 import { DEFAULT_CONNECTION_NAME, SECURE_DATABASE_CONNECTION_NAME } from './secure-database.constants.js';
-import { createConnectionProviders } from './secure-database.providers.js';
+import { logStartupFailure } from './errors/startup-failure-hint.js';
+import { establishStartupConnection } from './pool/startup-connection.js';
+import { createConnectionProviders, databaseLogger } from './secure-database.providers.js';
 import { getDatabasePoolToken, getDatabaseServiceToken, getPoolToken, getSecureDatabaseOptionsToken } from './secure-database.utils.js';
 
 @Global()
 @Module({})
-export class SecureDatabaseCoreModule implements OnApplicationShutdown {
+/**
+ * One per connection name. Lifecycle, in Nest's order:
+ * - onModuleInit opens the first connection and runs the TLS assertion (with startup retries). The
+ *   module is global, so Nest runs this before any other module's onModuleInit, and startup fails
+ *   before `listen` when the database is wrong.
+ * - onModuleDestroy begins shutdown: readiness reports `shutting down` and the one shutdown budget
+ *   starts; requests still in flight keep their database.
+ * - onApplicationShutdown, which Nest calls after it has closed the HTTP server, drains the pool
+ *   within what is left of that budget.
+ */
+export class SecureDatabaseCoreModule implements OnModuleInit, OnModuleDestroy, OnApplicationShutdown {
   constructor(
     @Inject(SECURE_DATABASE_CONNECTION_NAME) private readonly name: string,
     private readonly moduleRef: ModuleRef,
@@ -53,11 +74,27 @@ export class SecureDatabaseCoreModule implements OnApplicationShutdown {
     ];
   }
 
-  /**
-   * Drains after Nest has closed the HTTP server (dispose runs before onApplicationShutdown), so
-   * requests already in flight still have their database when they finish.
-   */
+  async onModuleInit(): Promise<void> {
+    const db = this.databasePool();
+    const logger = databaseLogger(db.config.name);
+    try {
+      await establishStartupConnection(db, logger);
+    } catch (error) {
+      await db.close();
+      logStartupFailure(logger, error);
+      throw error;
+    }
+  }
+
+  onModuleDestroy(): void {
+    this.databasePool().beginShutdown();
+  }
+
   async onApplicationShutdown(): Promise<void> {
-    await this.moduleRef.get<DatabasePool>(getDatabasePoolToken(this.name)).close();
+    await this.databasePool().close();
+  }
+
+  private databasePool(): DatabasePool {
+    return this.moduleRef.get<DatabasePool>(getDatabasePoolToken(this.name));
   }
 }

@@ -1,29 +1,27 @@
 import { Logger, type Provider } from '@nestjs/common';
 import { resolveDatabaseConfig } from './config/resolve-database-config.js';
-import { SecureDatabaseError } from './errors/secure-database.error.js';
-import { startupFailureHint } from './errors/startup-failure-hint.js';
+import { logStartupFailure } from './errors/startup-failure-hint.js';
 import type { SecureDatabaseModuleOptions } from './interfaces/secure-database-options.interface.js';
 import { DatabasePool } from './pool/database-pool.js';
-import { establishStartupConnection } from './pool/startup-connection.js';
 import { getDatabasePoolToken, getDatabaseServiceToken, getPoolToken, getSecureDatabaseOptionsToken } from './secure-database.utils.js';
 import { DatabaseService } from './service/database.service.js';
 
+export function databaseLogger(name?: string): Logger {
+  return new Logger(name ? `SecureDatabase:${name}` : 'SecureDatabase');
+}
+
 /**
- * Validates the options, builds the pool and opens the first (TLS-asserted) connection before the
- * application starts: a bad config, unreachable server or failed assertion stops startup here.
+ * Validates the options and builds the pool; a bad configuration stops the app here, before any
+ * connection. The first connection (and its TLS assertion) is opened by the core module's onModuleInit.
  */
-export async function createDatabasePool(options: SecureDatabaseModuleOptions, name?: string): Promise<DatabasePool> {
-  const logger = new Logger(name ? `SecureDatabase:${name}` : 'SecureDatabase');
-  let db: DatabasePool | undefined;
+export function createDatabasePool(options: SecureDatabaseModuleOptions, name?: string): DatabasePool {
+  const logger = databaseLogger(name);
   try {
     const config = resolveDatabaseConfig({ ...options, name: options?.name ?? name });
     for (const warning of config.warnings) logger.warn(warning);
-    db = new DatabasePool(config);
-    await establishStartupConnection(db, logger);
-    return db;
+    return new DatabasePool(config);
   } catch (error) {
-    await db?.close();
-    if (error instanceof SecureDatabaseError) logger.error(`Database startup failed [${error.code}]: ${error.message}. ${startupFailureHint(error.code)}`);
+    logStartupFailure(logger, error);
     throw error;
   }
 }

@@ -1,4 +1,5 @@
-import type { DatabaseErrorCode } from './secure-database.error.js';
+import type { Logger } from '@nestjs/common';
+import { SecureDatabaseError, type DatabaseErrorCode } from './secure-database.error.js';
 
 // What to change, per failure kind: the startup log line names the cause and the fix.
 const HINTS: Partial<Record<DatabaseErrorCode, string>> = {
@@ -16,4 +17,9 @@ const HINTS: Partial<Record<DatabaseErrorCode, string>> = {
 
 export function startupFailureHint(code: DatabaseErrorCode): string {
   return HINTS[code] ?? 'See the error code in the README troubleshooting table.';
+}
+
+/** The one line a failed startup logs: the cause (sanitized in production) and the fix. */
+export function logStartupFailure(logger: Logger, error: unknown): void {
+  if (error instanceof SecureDatabaseError) logger.error(`Database startup failed [${error.code}]: ${error.message}. ${startupFailureHint(error.code)}`);
 }

@@ -7,6 +7,9 @@ import { toDatabaseError } from '../errors/to-database-error.js';
 import { type ConnectionTlsFacts, assertConnectionTls } from '../tls/tls-assertion.js';
 import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
 
+// How long after the deadline the destroyed connections may take to be seen gone.
+const POOL_END_GRACE_MS = 250;
+
 export interface DatabasePoolStats {
   /** Open connections (idle + in use). */
   total: number;
@@ -34,6 +37,9 @@ export class DatabasePool {
   private readonly open = new Set<pg.ClientBase>();
   private inFlight = 0;
   private onIdle?: () => void;
+  /** performance.now() by which shutdown must be over; set when shutdown begins. */
+  private shutdownDeadline?: number;
+  private deadlineTimer?: NodeJS.Timeout;
   private closing?: Promise<void>;
   private assertions = { passed: 0, failed: 0 };
 
@@ -64,6 +70,12 @@ export class DatabasePool {
     this.pool.on('error', (error) => this.logger.warn(`An idle connection was closed and removed from the pool: ${this.describe(error)}`));
   }
 
+  /** Shutdown has begun (onModuleDestroy): readiness reports it; queries are still served until close(). */
+  get shuttingDown(): boolean {
+    return this.shutdownDeadline !== undefined;
+  }
+
+  /** close() was called: new work is refused. */
   get closed(): boolean {
     return this.closing !== undefined;
   }
@@ -148,29 +160,44 @@ export class DatabasePool {
   }
 
   /**
+   * Starts the shutdown clock: one `shutdownTimeoutMs` budget covers everything from here (the HTTP
+   * server finishing its requests, then close()), so it is not spent twice. At the deadline the
+   * connections still busy are closed hard, which also frees HTTP requests stuck on the database.
+   * Idempotent.
+   */
+  beginShutdown(): void {
+    if (this.shutdownDeadline !== undefined) return;
+    const { shutdownMs } = this.config.timeouts;
+    this.shutdownDeadline = performance.now() + shutdownMs;
+    this.deadlineTimer = setTimeout(() => this.closeAllConnections(), shutdownMs).unref();
+  }
+
+  /**
    * Drains: new acquires fail with ShuttingDownError, operations in flight (and those already
-   * queued for a connection) finish, then the pool ends. After the shutdown timeout the remaining
-   * connections are closed hard. Idempotent.
+   * queued for a connection) finish, then the pool ends, all by the shutdown deadline (counted from
+   * beginShutdown(), or from now). Idempotent.
    */
   close(): Promise<void> {
+    this.beginShutdown();
     this.closing ??= this.drain();
     return this.closing;
   }
 
   private async drain(): Promise<void> {
-    const { shutdownMs } = this.config.timeouts;
+    const remainingMs = () => Math.max(0, this.shutdownDeadline! - performance.now()) + POOL_END_GRACE_MS;
     const idle = new Promise<void>((resolve) => {
       this.onIdle = resolve;
       if (this.inFlight === 0) resolve();
     });
-    try {
-      await promiseTimeout(shutdownMs, idle);
-    } catch {
-      this.logger.warn(`${this.inFlight} database operation(s) still running after ${shutdownMs} ms: closing their connections`);
-      for (const client of this.open) (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-    }
-    await promiseTimeout(shutdownMs, this.pool.end()).catch(() =>
+    await promiseTimeout(remainingMs(), idle).catch(() => undefined);
+    clearTimeout(this.deadlineTimer);
+    await promiseTimeout(remainingMs(), this.pool.end()).catch(() =>
       this.logger.warn('The pool did not end in time: a connection taken from the raw Pool was never released'),
     );
+  }
+
+  private closeAllConnections(): void {
+    if (this.inFlight > 0) this.logger.warn(`${this.inFlight} database operation(s) still running at the shutdown deadline: closing their connections`);
+    for (const client of this.open) (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
   }
 }
