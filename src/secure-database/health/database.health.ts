@@ -29,9 +29,10 @@ const PING_SQL = 'SELECT 1';
  * elsewhere until the database answers again.
  *
  * `up` carries the TLS facts (active, protocol, sslmode, whether chain and host name were verified),
- * the server version, pool counters and the latency; `down` a short fixed reason (`timeout`,
- * `connection refused`, `pool exhausted`, `ssl not active`, `authentication failed`, `shutting down`,
- * …) and the library's error code, never a driver message, password or host detail.
+ * the server version (the major alone in production), pool counters and the latency; `down` a short
+ * fixed reason (`timeout`, `connection refused`, `pool exhausted`, `ssl not active`, `authentication
+ * failed`, `shutting down`, …) and the library's error code, never a driver message, password or host
+ * detail. From onModuleDestroy on it reports `shutting down` without touching the pool.
  * It answers within `timeoutMs` whatever the database does; a connection that arrives after the
  * deadline goes straight back to the pool, and one whose ping timed out is destroyed, not reused.
  */
@@ -49,6 +50,8 @@ export class DatabaseHealthIndicator {
     const indicator = this.health.check(key);
     const db = this.findPool(connection);
     if (!db) return indicator.down({ message: 'connection not registered' });
+    // Shutdown has begun: take this instance out of rotation before its pool refuses work.
+    if (db.shuttingDown) return indicator.down({ message: 'shutting down', code: 'DB_SHUTTING_DOWN', pool: poolCounters(db) });
 
     const { total, idle, waiting } = db.stats();
     // Asked while every slot was taken: a timeout then means we waited in the pool's queue.
@@ -63,7 +66,7 @@ export class DatabaseHealthIndicator {
         tlsProtocol: tls?.protocol,
         sslmode: db.config.tls.mode,
         serverIdentityVerified: tls?.verified === true && db.config.tls.verifiesHostname,
-        serverVersion: tls?.serverVersion,
+        serverVersion: serverVersion(db),
         latencyMs: Math.round(performance.now() - started),
         pool: poolCounters(db),
       });
@@ -90,6 +93,12 @@ export class DatabaseHealthIndicator {
     }
     return db;
   }
+}
+
+/** The exact build in development; the major version alone in production (health endpoints are often public). */
+function serverVersion(db: DatabasePool): string | undefined {
+  const full = db.lastTls?.serverVersion;
+  return db.config.verboseErrors ? full : full?.match(/^\d+/)?.[0];
 }
 
 function poolCounters(db: DatabasePool): { total: number; idle: number; waiting: number } {
