@@ -61,6 +61,18 @@ describe('the built demo as a process (node dist/main.js)', () => {
     }
   });
 
+  it.each<Record<string, string>>([{ K_SERVICE: 'api' }, { RAILWAY_ENVIRONMENT: 'production', APP_ENV: 'development' }])(
+    'deployed (%j) without DATABASE_URL: exit 1 with the missing-secret error, never an embedded database',
+    async (env) => {
+      const demo = spawnDemo(env, await freePort());
+      const { code } = await demo.exited;
+      expect(code).toBe(1);
+      expect(demo.output()).toContain('DATABASE_URL environment variable must be set');
+      expect(demo.output()).toMatch(/looks deployed .*no embedded database is started/);
+      expect(demo.output()).not.toContain('started an embedded PostgreSQL');
+    },
+  );
+
   it('with nothing set: starts the embedded PostgreSQL, verifies TLS, and Ctrl-C removes it', async () => {
     const demo = spawnDemo({}, await freePort());
     await demo.waitFor(/Listening on/, 30_000);
