@@ -59,6 +59,23 @@ describe('sql', () => {
     const call = sql as unknown as (text: unknown) => unknown;
     expect(() => call('DROP TABLE users')).toThrow(InvalidQueryError);
     expect(() => call(['DROP TABLE users'])).toThrow(InvalidQueryError);
+    // Shaped like a template, but built at run time (from JSON, say): not frozen as real ones are.
+    expect(() => call(Object.assign(['DROP TABLE users'], { raw: ['DROP TABLE users'] }))).toThrow(InvalidQueryError);
+    expect(() => call(Object.freeze(Object.assign(['DROP TABLE users'], { raw: ['DROP TABLE users'] })))).toThrow(InvalidQueryError);
+  });
+
+  it('refuses a value directly followed by a digit, which would read as another placeholder ($1 then 0 is $10)', () => {
+    const a = 'x';
+    expect(() => sql`SELECT ${a}0`.text).toThrow(/directly followed by a digit/);
+    expect(() => sql`SELECT ${sql`${a}`}0`.text).toThrow(InvalidQueryError);
+    expect(() => sql`SELECT ${a}${sql.unsafeRaw('1')}`.text).toThrow(InvalidQueryError);
+    expect(sql`SELECT ${a} 0`.text).toBe('SELECT $1 0');
+    expect(sql`SELECT ${a}::int + 0`.text).toBe('SELECT $1::int + 0');
+  });
+
+  it('refuses NUL in the template text (the server would see half the statement)', () => {
+    expect(() => sql`SELECT 1 \0 ${'x'}`.text).toThrow(/NUL/);
+    expect(() => sql`SELECT 1${'\0'}`.text).not.toThrow(); // a NUL inside a value is a value (the server refuses it as such)
   });
 
   describe('identifier', () => {

@@ -32,10 +32,18 @@ export class SqlFragment {
     if (cached !== undefined) return (this.compiled = cached);
     const { strings } = this;
     if (strings.length > MAX_PARAMETERS + 1) throw new InvalidQueryError(`A query can have at most ${MAX_PARAMETERS} parameters (use sql.array for long lists)`);
-    let text = strings[0];
-    for (let i = 1; i < strings.length; i++) text += `$${i}${strings[i]}`;
     // A tagged template's text is undefined where it has an invalid escape sequence such as \u.
     if (strings.includes(undefined as unknown as string)) throw new InvalidQueryError('The sql template contains an invalid escape sequence');
+    let text = strings[0];
+    for (let i = 1; i < strings.length; i++) {
+      // `${a}0` would read as $10: another parameter, or a silently different statement.
+      if (/^[0-9]/.test(strings[i])) {
+        throw new InvalidQueryError('A value in the sql template is directly followed by a digit (it would read as another $n): put a space or an operator between them');
+      }
+      text += `$${i}${strings[i]}`;
+    }
+    // The protocol ends the statement at a NUL: the server would see half of it (and close the connection).
+    if (text.includes('\0')) throw new InvalidQueryError('SQL text must not contain a NUL character');
     if (this.fromTemplate) templateText.set(strings, text);
     return (this.compiled = text);
   }
@@ -69,8 +77,11 @@ class FragmentBuilder {
   }
 }
 
+// The language freezes a tagged template's strings and their raw twin; an array built at run time
+// (from data) is not frozen unless someone set out to forge one.
 function isTemplate(strings: unknown): strings is TemplateStringsArray {
-  return Array.isArray(strings) && Array.isArray((strings as { raw?: unknown }).raw);
+  const raw = (strings as { raw?: unknown } | undefined)?.raw;
+  return Array.isArray(strings) && Object.isFrozen(strings) && Array.isArray(raw) && Object.isFrozen(raw);
 }
 
 function template(strings: TemplateStringsArray, ...values: unknown[]): SqlFragment {
