@@ -107,6 +107,16 @@ describe('DatabaseService.transaction', () => {
     expect(await f.db.transaction((tx) => tx.fetchval("SELECT current_setting('transaction_isolation')"), { isolationLevel: 'repeatable read' })).toBe('repeatable read');
   });
 
+  it('the handle offers the extended-protocol helpers only: no raw multi-statement path is reachable', async () => {
+    const index = await import('../../src/index.js');
+    await f.db.transaction(async (tx) => {
+      expect('control' in tx).toBe(false);
+      expect(Object.getOwnPropertySymbols(Object.getPrototypeOf(tx))).toHaveLength(1); // the module's own key…
+      const [key] = Object.getOwnPropertySymbols(Object.getPrototypeOf(tx));
+      expect(Object.values(index)).not.toContain(key); // …which the package does not export
+    });
+  });
+
   it('refuses invalid options', async () => {
     await expect(f.db.transaction(async () => 1, { isolationLevel: 'serializable; DROP TABLE accounts' as never })).rejects.toBeInstanceOf(InvalidQueryError);
     await expect(f.db.transaction(async () => 1, { retries: -1 })).rejects.toBeInstanceOf(InvalidQueryError);

@@ -5,8 +5,8 @@ import type pg from 'pg';
 import { InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
-import { Queryable, runStatement } from './queryable.js';
-import { ScopedConnection } from './scoped-connection.js';
+import { Queryable, changesSession, runStatement } from './queryable.js';
+import { CONTROL, ScopedConnection } from './scoped-connection.js';
 import { type TransactionOptions, isRetryableTransactionError, planTransaction, retryDelayMs } from './transaction-options.js';
 
 interface TransactionScope {
@@ -51,7 +51,10 @@ export class DatabaseService extends Queryable {
     this.assertOutsideTransaction();
     const client = await this.db.acquire();
     try {
-      return await runStatement(client, text, values, rowMode);
+      const result = await runStatement(client, text, values, rowMode);
+      // A tag compare per query; the reset's round trip is paid only by statements that change the session.
+      if (changesSession(result)) await this.resetSession(client);
+      return result;
     } catch (error) {
       if (isConnectionUnusable(error)) this.db.markUnusable(client);
       throw this.db.mapError(error);
@@ -87,7 +90,7 @@ export class DatabaseService extends Queryable {
     const scope: TransactionScope = { db: this.db, active: true };
     runningTransactions++;
     try {
-      await tx.control(begin);
+      await tx[CONTROL](begin);
       let result: T;
       try {
         result = await transactionScope.run(scope, fn, tx);
@@ -95,7 +98,7 @@ export class DatabaseService extends Queryable {
         await this.rollback(tx, client);
         throw error;
       }
-      const commit = await tx.control('COMMIT');
+      const commit = await tx[CONTROL]('COMMIT');
       // COMMIT of a transaction in which a statement failed (and `fn` caught the error) rolls back.
       if (commit.command === 'ROLLBACK') {
         throw tx.firstError ?? new QueryError('the transaction had failed and was rolled back instead of committed', { sqlstate: '25P02' });
@@ -105,6 +108,8 @@ export class DatabaseService extends Queryable {
       scope.active = false;
       if (--runningTransactions === 0) transactionScope.disable();
       tx.end();
+      // A SET (not LOCAL) inside the transaction outlives its COMMIT.
+      if (tx.sessionChanged && !tx.broken) await this.resetSession(client);
       this.db.release(client);
     }
   }
@@ -112,7 +117,7 @@ export class DatabaseService extends Queryable {
   private async rollback(tx: ScopedConnection, client: pg.PoolClient): Promise<void> {
     if (tx.broken) return; // released as unusable anyway
     try {
-      await tx.control('ROLLBACK');
+      await tx[CONTROL]('ROLLBACK');
     } catch (error) {
       // The transaction may still be open on that connection: never hand it to someone else.
       this.db.markUnusable(client);

@@ -101,6 +101,17 @@ export abstract class Queryable {
   }
 }
 
+// Command tags of statements whose effect outlives them on the connection: settings (SET, SET ROLE,
+// SET search_path; SET LOCAL too, harmlessly), LISTEN, prepared statements, WITH HOLD cursors,
+// loaded libraries, temporary tables. A connection that ran one is reset before anyone else gets it.
+// Not seen: state changed by a function inside a SELECT (set_config, pg_advisory_lock): use withConnection.
+const SESSION_COMMANDS = new Set(['SET', 'RESET', 'LISTEN', 'PREPARE', 'DECLARE CURSOR', 'LOAD', 'CREATE TABLE']);
+
+/** True when the statement left state on its connection that the next caller must not inherit. */
+export function changesSession(result: pg.QueryResult): boolean {
+  return SESSION_COMMANDS.has(result.command);
+}
+
 /**
  * Sends one caller statement: over the extended protocol always, never under a name. With
  * parameters pg uses the extended protocol by itself, and the `(text, values)` form also spares

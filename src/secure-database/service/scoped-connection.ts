@@ -3,7 +3,14 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
-import { Queryable, runStatement } from './queryable.js';
+import { Queryable, changesSession, runStatement } from './queryable.js';
+
+/**
+ * Key of the method that sends the module's own fixed statements (BEGIN …, COMMIT, ROLLBACK) over the
+ * simple protocol. Not exported from the package: the simple protocol runs several statements in one
+ * text, so callers only ever get the extended-protocol helpers (and the clearly named sql.unsafeRaw).
+ */
+export const CONTROL = Symbol('control');
 
 /**
  * The handle `transaction` and `withConnection` pass to their callback: the query helpers, on the one
@@ -12,9 +19,11 @@ import { Queryable, runStatement } from './queryable.js';
  */
 export class ScopedConnection extends Queryable {
   private client?: pg.PoolClient;
-  /** The connection broke: it is destroyed on release, and no ROLLBACK or session reset is tried on it. */
+  /** @internal The connection broke: it is destroyed on release, and no ROLLBACK or session reset is tried on it. */
   broken = false;
-  /** The first error the server reported on this handle (a failed transaction's cause). */
+  /** @internal A statement changed session state (SET, RESET, LISTEN …): reset the session before release. */
+  sessionChanged = false;
+  /** @internal The first error the server reported on this handle (a failed transaction's cause). */
   firstError?: SecureDatabaseError;
 
   /** @internal Made by DatabaseService. */
@@ -23,15 +32,14 @@ export class ScopedConnection extends Queryable {
     this.client = client;
   }
 
-  protected run(text: string, values: readonly unknown[] | undefined, rowMode: 'array' | undefined): Promise<pg.QueryResult> {
-    return this.onClient((client) => runStatement(client, text, values, rowMode));
+  protected async run(text: string, values: readonly unknown[] | undefined, rowMode: 'array' | undefined): Promise<pg.QueryResult> {
+    const result = await this.onClient((client) => runStatement(client, text, values, rowMode));
+    if (changesSession(result)) this.sessionChanged = true;
+    return result;
   }
 
-  /**
-   * @internal The module's own fixed statements (BEGIN …, COMMIT, ROLLBACK), never caller text: the
-   * simple protocol sends them as one message instead of five.
-   */
-  control(statement: string): Promise<pg.QueryResult> {
+  /** @internal */
+  [CONTROL](statement: string): Promise<pg.QueryResult> {
     return this.onClient((client) => client.query(statement));
   }
 
