@@ -6,7 +6,7 @@ export interface ParsedDatabaseUrl {
   database: string;
   user: string;
   password: string | undefined;
-  /** Query parameters, names as given (sslmode, sslrootcert, connect_timeout, ...). */
+  /** Query parameters, names as given (sslmode, sslrootcert, connect_timeout, ...). As in libpq, host, port, user, password and dbname among them override the URL's own parts. */
   params: Record<string, string>;
 }
 
@@ -29,6 +29,12 @@ export function parseDatabaseUrl(raw: string, problems: string[]): ParsedDatabas
     problems.push(`DATABASE_URL must start with postgres:// or postgresql://${scheme ? ` (it starts with ${scheme}://)` : ''}`);
     return undefined;
   }
+  const hostList = () => problems.push('DATABASE_URL lists several hosts: host lists (failover, target_session_attrs) are not supported yet; give one host');
+  // The WHATWG parser rejects libpq's host lists outright; say what it is instead of "not a valid URL".
+  if (/^[^:]+:\/\/(?:[^@/?#]*@)?[^/?#]*,/.test(url)) {
+    hostList();
+    return undefined;
+  }
   let parsedUrl: URL;
   try {
     parsedUrl = new URL(url);
@@ -38,6 +44,10 @@ export function parseDatabaseUrl(raw: string, problems: string[]): ParsedDatabas
   }
   const params: Record<string, string> = {};
   for (const [key, value] of parsedUrl.searchParams) params[key] = value;
+  if (params.host?.includes(',')) {
+    hostList();
+    return undefined;
+  }
   for (const key of TLS_PARAMS) parsedUrl.searchParams.delete(key);
   let parsed: ReturnType<typeof parse>;
   try {
@@ -56,7 +66,9 @@ export function parseDatabaseUrl(raw: string, problems: string[]): ParsedDatabas
   return {
     host,
     port,
-    database: parsed.database || user,
+    // pg-connection-string reads host, port, user and password from the query string (as libpq does)
+    // but not dbname, which libpq also lets override the path.
+    database: params.dbname || parsed.database || user,
     user,
     password: parsed.password || undefined,
     params,

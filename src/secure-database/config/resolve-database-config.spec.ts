@@ -111,13 +111,49 @@ describe('resolveDatabaseConfig', () => {
     writeFileSync(file, `${URL_}\n`);
     expect(resolveDatabaseConfig({ urlFile: file }, {}).target.host).toBe('db.example.com');
     expect(problemsOf(() => resolveDatabaseConfig({ url: URL_, urlFile: file }, {}))).toMatch(/only one of DATABASE_URL and DATABASE_URL_FILE/);
-    expect(problemsOf(() => resolveDatabaseConfig({ urlFile: join(dir, 'missing') }, {}))).toMatch(/DATABASE_URL_FILE: cannot read .* \(ENOENT\)/);
+    expect(problemsOf(() => resolveDatabaseConfig({ urlFile: join(dir, 'missing') }, {}))).toMatch(/DATABASE_URL_FILE names no readable file \(ENOENT\)/);
+    const misplaced = problemsOf(() => resolveDatabaseConfig({ urlFile: URL_ }, {}));
+    expect(misplaced).toMatch(/it holds a URL; put the URL in DATABASE_URL instead/);
+    expect(misplaced).not.toContain(PASSWORD);
+    expect(misplaced).not.toContain('db.example.com');
   });
 
   it('derives application_name from the platform and detects the database provider', () => {
     const c = resolveDatabaseConfig({ url: 'postgresql://u:p@ep-cool-1.eu-central-1.aws.neon.tech/db' }, { RAILWAY_ENVIRONMENT: 'production', RAILWAY_SERVICE_NAME: 'api' });
     expect(c.cloud).toEqual({ platform: 'railway', service: 'api', databaseProvider: 'neon' });
     expect(c.applicationName).toBe('api@railway');
+  });
+
+  describe('host, port, user, password and dbname in the query string override the URL, as in libpq', () => {
+    const base = 'postgresql://app:pw@db.example.com:6543/shop';
+    it.each([
+      ['host', '?host=other.example.com', { host: 'other.example.com', port: 6543, user: 'app', database: 'shop' }],
+      ['port', '?port=7000', { host: 'db.example.com', port: 7000 }],
+      ['user', '?user=reporting', { user: 'reporting', database: 'shop' }],
+      ['dbname', '?dbname=analytics', { database: 'analytics', user: 'app' }],
+    ])('%s', (_name, query, expected) => {
+      const c = resolveDatabaseConfig({ url: `${base}${query}` }, {});
+      expect(c.client).toMatchObject(expected);
+      expect(c.target).toMatchObject(expected);
+      expect(c.warnings.join('\n')).not.toMatch(/ignored/);
+    });
+
+    it('password (and it stays out of every message)', () => {
+      const c = resolveDatabaseConfig({ url: `${base}?password=${encodeURIComponent(PASSWORD)}` }, {});
+      expect(c.client.password).toBe(PASSWORD);
+      expect(JSON.stringify(c)).not.toContain(PASSWORD);
+      const problem = problemsOf(() => resolveDatabaseConfig({ url: `${base}?password=${encodeURIComponent(PASSWORD)}&sslmode=bogus` }, {}));
+      expect(problem).not.toContain(PASSWORD);
+    });
+
+    it('the database defaults to the user name, as in libpq', () => {
+      expect(resolveDatabaseConfig({ url: 'postgresql://app:pw@db.example.com' }, {}).client.database).toBe('app');
+    });
+
+    it('host lists are refused with a clear message (not yet supported), not a parse error', () => {
+      expect(problemsOf(() => resolveDatabaseConfig({ url: 'postgresql://app:pw@h1:5432,h2:5433/shop' }, {}))).toMatch(/lists several hosts/);
+      expect(problemsOf(() => resolveDatabaseConfig({ url: `${base}?host=h1,h2` }, {}))).toMatch(/lists several hosts/);
+    });
   });
 
   it('reports unknown URL parameters by name only', () => {
@@ -154,7 +190,18 @@ describe('TLS policy (libpq sslmode semantics, stricter defaults)', () => {
     writeFileSync(join(dir, 'ca.pem'), PEM);
     expect(resolve(`?sslrootcert=${join(dir, 'ca.pem')}`).client.ssl).toMatchObject({ ca: PEM });
     expect(resolve('', { sslRootCert: join(dir, 'ca.pem') }).client.ssl).toMatchObject({ ca: PEM });
-    expect(problemsOf(() => resolve('', { sslRootCert: join(dir, 'nope.pem') }))).toMatch(/DATABASE_SSL_ROOT_CERT: cannot read file/);
+    expect(problemsOf(() => resolve('', { sslRootCert: join(dir, 'nope.pem') }))).toMatch(/DATABASE_SSL_ROOT_CERT is neither PEM text .* nor a readable file \(ENOENT\)/);
+  });
+
+  it('never echoes a certificate or key value that is not PEM (a key pasted without its header), only names the setting', () => {
+    const pastedKey = 'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj';
+    const fromEnv = problemsOf(() => resolve('', { sslRootCert: pastedKey }));
+    expect(fromEnv).toMatch(/DATABASE_SSL_ROOT_CERT is neither PEM text/);
+    const fromUrl = problemsOf(() => resolve(`?sslkey=${pastedKey}&sslcert=${pastedKey}x&sslrootcert=${pastedKey}y`));
+    expect(fromUrl).toMatch(/sslkey in DATABASE_URL is neither PEM text/);
+    expect(fromUrl).toMatch(/sslcert in DATABASE_URL is neither PEM text/);
+    expect(fromUrl).toMatch(/sslrootcert in DATABASE_URL is neither PEM text/);
+    for (const text of [fromEnv, fromUrl]) expect(text).not.toContain(pastedKey.slice(0, 20));
   });
 
   it.each(['disable', 'allow', 'prefer'])('sslmode=%s is refused without the development opt-in', (mode) => {

@@ -32,14 +32,23 @@ export function normalizeAppEnv(value: string | undefined): AppEnv {
 }
 
 // libpq parameters the module honours; anything else is reported (by name only) and ignored.
-const KNOWN_PARAMS = new Set(['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'connect_timeout', 'application_name', 'options', 'channel_binding', 'sslnegotiation']);
+const KNOWN_PARAMS = new Set([
+  ...['host', 'port', 'user', 'password', 'dbname'],
+  ...['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslnegotiation', 'channel_binding'],
+  ...['connect_timeout', 'application_name', 'options'],
+]);
 
 function readUrl(options: ValidatedOptions, problems: string[]): string | undefined {
   if (options.url || !options.urlFile) return options.url;
   try {
     return readFileSync(options.urlFile!, 'utf8').trim();
   } catch (error) {
-    problems.push(`DATABASE_URL_FILE: cannot read ${options.urlFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    // Not echoed: a URL pasted here by mistake carries its password.
+    const looksLikeUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(options.urlFile!.trim());
+    problems.push(
+      `DATABASE_URL_FILE names no readable file (${(error as NodeJS.ErrnoException).code ?? 'error'})` +
+        (looksLikeUrl ? ': it holds a URL; put the URL in DATABASE_URL instead' : ': give the path of the mounted secret file'),
+    );
     return undefined;
   }
 }

@@ -37,12 +37,15 @@ const STRENGTH = { disable: 0, require: 1, 'verify-ca': 2, 'verify-full': 3 } as
 
 const FIX_VERIFY = 'use sslmode=verify-full (the default) with DATABASE_SSL_ROOT_CERT or sslrootcert=system';
 
+// The value itself is never echoed: a key pasted without its PEM header would otherwise land in the log.
 function readPem(value: string, what: string, problems: string[]): string | undefined {
   if (value.includes('-----BEGIN')) return value;
   try {
     return readFileSync(value, 'utf8');
   } catch (error) {
-    problems.push(`${what}: cannot read file ${value} (${(error as NodeJS.ErrnoException).code ?? 'error'}); give a readable path or the PEM text itself`);
+    problems.push(
+      `${what} is neither PEM text (-----BEGIN …) nor a readable file (${(error as NodeJS.ErrnoException).code ?? 'error'}); give the PEM text itself or the path of a readable file`,
+    );
     return undefined;
   }
 }
