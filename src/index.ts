@@ -18,7 +18,7 @@ export type { DatabasePoolStats } from './secure-database/pool/database-pool.js'
 export type { ConnectionTlsFacts } from './secure-database/tls/tls-assertion.js';
 export * from './secure-database/errors/index.js';
 export { sql, type SqlFragment } from './secure-database/service/sql.js';
-export type { Queryable, QueryInput, QueryResult, Row } from './secure-database/service/queryable.js';
+export type { Queryable, QueryInput, QueryOptions, QueryResult, Row, StreamOptions } from './secure-database/service/queryable.js';
 export type { ScopedConnection } from './secure-database/service/scoped-connection.js';
 export { DEFAULT_TRANSACTION_RETRIES, type TransactionOptions, type IsolationLevel } from './secure-database/service/transaction-options.js';
 export { DatabaseHealthIndicator, type DatabasePingOptions } from './secure-database/health/database.health.js';

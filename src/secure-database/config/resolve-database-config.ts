@@ -23,6 +23,8 @@ export interface ResolvedDatabaseConfig {
   timeouts: { connectMs: number; acquireMs: number; shutdownMs: number };
   pool: { max: number; idleTimeoutMs: number; maxLifetimeSeconds: number };
   startupRetries: number;
+  /** Most rows a buffered query may return (per-call option maxRows overrides). */
+  maxRows: number;
   warnings: string[];
 }
 
@@ -135,6 +137,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     timeouts: { connectMs, acquireMs: options.acquireTimeoutMs, shutdownMs: options.shutdownTimeoutMs },
     pool: { max: options.poolMax, idleTimeoutMs: options.poolIdleTimeoutMs, maxLifetimeSeconds: options.maxLifetimeSeconds },
     startupRetries: options.startupRetries,
+    maxRows: options.maxRows,
     warnings,
   };
 }

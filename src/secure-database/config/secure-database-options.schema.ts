@@ -21,6 +21,7 @@ export const DATABASE_ENV_NAMES = {
   shutdownTimeoutMs: 'DATABASE_SHUTDOWN_TIMEOUT_MS',
   startupRetries: 'DATABASE_STARTUP_RETRIES',
   applicationName: 'DATABASE_APPLICATION_NAME',
+  maxRows: 'DATABASE_MAX_ROWS',
 } as const satisfies Record<Exclude<keyof SecureDatabaseModuleOptions, 'name'>, string>;
 
 export const DATABASE_DEFAULTS = {
@@ -35,6 +36,7 @@ export const DATABASE_DEFAULTS = {
   maxLifetimeSeconds: 1_800,
   shutdownTimeoutMs: 10_000,
   startupRetries: 3,
+  maxRows: 10_000,
   sslMinMode: 'require' as MinimumSslMode,
 };
 
@@ -59,6 +61,7 @@ export interface ValidatedOptions {
   shutdownTimeoutMs: number;
   startupRetries: number;
   applicationName?: string;
+  maxRows: number;
 }
 
 const label = (key: keyof typeof DATABASE_ENV_NAMES) => `${DATABASE_ENV_NAMES[key]} (${key})`;
@@ -111,6 +114,7 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
     .messages({ 'number.min': '{{#label}} must be 0 or more' })
     .default(DATABASE_DEFAULTS.startupRetries),
   applicationName: Joi.string().max(63).label(label('applicationName')),
+  maxRows: whole('maxRows', 1, 100_000_000, 'rows').default(DATABASE_DEFAULTS.maxRows),
 })
   .or('url', 'urlFile')
   .oxor('url', 'urlFile')

@@ -78,6 +78,19 @@ export class NotFoundError extends SecureDatabaseError {
   }
 }
 
+/**
+ * A buffered query would have returned more rows than its limit (the maxRows option): the server
+ * stopped sending at the limit, so memory never held the rest. Page the query, read it with
+ * stream(), or raise maxRows for that one call.
+ */
+export class ResultTooLargeError extends SecureDatabaseError {
+  readonly code = 'DB_RESULT_TOO_LARGE';
+
+  constructor(readonly maxRows: number) {
+    super(`The query returned more than ${maxRows} rows, the limit for a buffered result: page it, read it with stream(), or pass a higher maxRows for this call`);
+  }
+}
+
 /** A query that must return at most one row returned more. */
 export class TooManyRowsError extends SecureDatabaseError {
   readonly code = 'DB_TOO_MANY_ROWS';

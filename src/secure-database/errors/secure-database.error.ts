@@ -22,7 +22,8 @@ export type DatabaseErrorCode =
   | 'DB_STATEMENT_TIMEOUT'
   | 'DB_LOCK_TIMEOUT'
   | 'DB_NOT_FOUND'
-  | 'DB_TOO_MANY_ROWS';
+  | 'DB_TOO_MANY_ROWS'
+  | 'DB_RESULT_TOO_LARGE';
 
 /**
  * Base of every error the library throws. `message` never carries SQL text, parameter values, schema

@@ -135,6 +135,8 @@ export function toDatabaseError(error: unknown, { verbose }: ErrorMappingOptions
  * an ordinary statement error (network, protocol, client-side timeout, FATAL, admin termination).
  */
 export function isConnectionUnusable(error: unknown): boolean {
+  // The module's own refusals (a result over its row limit, say) leave the connection as it was.
+  if (error instanceof SecureDatabaseError) return false;
   if (!(error instanceof pg.DatabaseError)) return true;
   const code = error.code ?? '';
   return error.severity === 'FATAL' || error.severity === 'PANIC' || code.startsWith('08') || code.startsWith('57P');

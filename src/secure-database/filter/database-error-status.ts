@@ -47,6 +47,8 @@ const BY_CODE: Record<DatabaseErrorCode, DatabaseErrorResponse> = {
   DB_QUERY_FAILED: internal,
   DB_INVALID_QUERY: internal,
   DB_TOO_MANY_ROWS: internal,
+  // An unbounded query in the app: the server's fault, not the client's.
+  DB_RESULT_TOO_LARGE: internal,
 };
 
 /**

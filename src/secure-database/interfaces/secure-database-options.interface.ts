@@ -48,6 +48,12 @@ export interface SecureDatabaseModuleOptions {
   startupRetries?: number | string;
   /** application_name sent to the server (DATABASE_APPLICATION_NAME). Default: derived from the app and the cloud platform. */
   applicationName?: string;
+  /**
+   * Most rows a buffered query (query, fetch, fetchrow …) may return; more is a ResultTooLargeError,
+   * enforced by the server sending no more than that (DATABASE_MAX_ROWS). Default 10000. Per call:
+   * `fetch(query, { maxRows })`; for big results use `stream()`.
+   */
+  maxRows?: number | string;
 }
 
 export interface SecureDatabaseOptionsFactory {

@@ -5,7 +5,8 @@ import type pg from 'pg';
 import { InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
-import { Queryable, changesSession, runStatement } from './queryable.js';
+import { cursorRows } from './cursor-rows.js';
+import { Queryable, type ResultShape, changesSession, runStatement } from './queryable.js';
 import { CONTROL, ScopedConnection } from './scoped-connection.js';
 import { type TransactionOptions, isRetryableTransactionError, planTransaction, retryDelayMs } from './transaction-options.js';
 
@@ -47,17 +48,27 @@ export class DatabaseService extends Queryable {
     return this.db.stats();
   }
 
-  protected async run(text: string, values: readonly unknown[] | undefined, rowMode: 'array' | undefined): Promise<pg.QueryResult> {
+  protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.assertOutsideTransaction();
     const client = await this.db.acquire();
     try {
-      const result = await runStatement(client, text, values, rowMode);
+      const result = await runStatement(client, text, values, shape);
       // A tag compare per query; the reset's round trip is paid only by statements that change the session.
       if (changesSession(result)) await this.resetSession(client);
       return result;
     } catch (error) {
       if (isConnectionUnusable(error)) this.db.markUnusable(client);
       throw this.db.mapError(error);
+    } finally {
+      this.db.release(client);
+    }
+  }
+
+  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R> {
+    this.assertOutsideTransaction();
+    const client = await this.db.acquire();
+    try {
+      yield* cursorRows<R>(client, this.db, text, values, batchSize);
     } finally {
       this.db.release(client);
     }

@@ -1,6 +1,7 @@
 import type pg from 'pg';
-import { InvalidQueryError, NotFoundError, TooManyRowsError } from '../errors/query.errors.js';
+import { InvalidQueryError, NotFoundError, ResultTooLargeError, TooManyRowsError } from '../errors/query.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
+import { queryBounded } from './bounded-query.js';
 import { SqlFragment } from './sql.js';
 
 /** A row as node-postgres returns it: column name → parsed value. */
@@ -20,31 +21,59 @@ export interface QueryResult<R = Row> {
 
 type RowMode = 'array' | undefined;
 
+/** Per-call options of the buffered helpers `query` and `fetch`. */
+export interface QueryOptions {
+  /**
+   * Most rows this call may buffer, instead of the module's maxRows (DATABASE_MAX_ROWS); more is a
+   * ResultTooLargeError. `Infinity` lifts the limit for this call: only for results known to be small.
+   */
+  maxRows?: number;
+}
+
+/** Options of `stream`. */
+export interface StreamOptions {
+  /** Rows fetched per round trip (default 500): memory holds about one batch whatever the result's size. */
+  batchSize?: number;
+}
+
+/** What a statement's caller keeps of its result. */
+export interface ResultShape {
+  rowMode?: 'array';
+  /** Most rows to keep (more is a ResultTooLargeError); 0 keeps none, only the row count. */
+  maxRows: number;
+}
+
+export const DEFAULT_STREAM_BATCH_SIZE = 500;
+
 /**
  * The query helpers shared by the service and the connection handles of `transaction` and
  * `withConnection`; type a repository's parameter as Queryable to accept any of them. Every query
  * is sent over the extended protocol (Parse/Bind/Execute in one round trip), so the server refuses
  * text with more than one statement, and never under a name: named prepared statements break
- * PgBouncer/Supavisor in transaction mode. `params` are bind parameters, never text.
+ * PgBouncer/Supavisor in transaction mode. `params` are bind parameters, never text. Buffered
+ * results are bounded (maxRows); `stream` reads any size in flat memory.
  */
 export abstract class Queryable {
   constructor(protected readonly db: DatabasePool) {}
 
   /** Sends one statement on the connection this handle stands for. */
-  protected abstract run(text: string, values: readonly unknown[] | undefined, rowMode: RowMode): Promise<pg.QueryResult>;
+  protected abstract run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult>;
+
+  /** Reads one statement's rows batch by batch on the connection this handle stands for. */
+  protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R>;
 
   /** Rows, row count, command tag and fields. */
-  query<R = Row>(query: SqlFragment): Promise<QueryResult<R>>;
-  query<R = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
-  async query<R = Row>(query: QueryInput, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    return (await this.send(query, params, undefined)) as QueryResult<R>;
+  query<R = Row>(query: SqlFragment, options?: QueryOptions): Promise<QueryResult<R>>;
+  query<R = Row>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>;
+  async query<R = Row>(query: QueryInput, ...rest: unknown[]): Promise<QueryResult<R>> {
+    return (await this.send(query, rest, undefined)) as QueryResult<R>;
   }
 
-  /** All rows. */
-  fetch<R = Row>(query: SqlFragment): Promise<R[]>;
-  fetch<R = Row>(text: string, params?: readonly unknown[]): Promise<R[]>;
-  async fetch<R = Row>(query: QueryInput, params?: readonly unknown[]): Promise<R[]> {
-    return (await this.send(query, params, undefined)).rows as R[];
+  /** All rows (at most maxRows). */
+  fetch<R = Row>(query: SqlFragment, options?: QueryOptions): Promise<R[]>;
+  fetch<R = Row>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<R[]>;
+  async fetch<R = Row>(query: QueryInput, ...rest: unknown[]): Promise<R[]> {
+    return (await this.send(query, rest, undefined)).rows as R[];
   }
 
   /**
@@ -54,7 +83,7 @@ export abstract class Queryable {
   fetchrow<R = Row>(query: SqlFragment): Promise<R>;
   fetchrow<R = Row>(text: string, params?: readonly unknown[]): Promise<R>;
   async fetchrow<R = Row>(query: QueryInput, params?: readonly unknown[]): Promise<R> {
-    const { rows } = await this.send(query, params, undefined);
+    const { rows } = await this.send(query, [params], undefined);
     if (rows.length === 0) throw new NotFoundError();
     if (rows.length > 1) throw new TooManyRowsError(rows.length);
     return rows[0] as R;
@@ -64,7 +93,7 @@ export abstract class Queryable {
   fetchMaybeRow<R = Row>(query: SqlFragment): Promise<R | null>;
   fetchMaybeRow<R = Row>(text: string, params?: readonly unknown[]): Promise<R | null>;
   async fetchMaybeRow<R = Row>(query: QueryInput, params?: readonly unknown[]): Promise<R | null> {
-    const { rows } = await this.send(query, params, undefined);
+    const { rows } = await this.send(query, [params], undefined);
     if (rows.length > 1) throw new TooManyRowsError(rows.length);
     return (rows[0] as R | undefined) ?? null;
   }
@@ -74,31 +103,68 @@ export abstract class Queryable {
   fetchval<V = unknown>(text: string, params?: readonly unknown[]): Promise<V>;
   async fetchval<V = unknown>(query: QueryInput, params?: readonly unknown[]): Promise<V> {
     // Array rows: the first column even when a later column has the same name.
-    const { rows, fields } = await this.send(query, params, 'array');
+    const { rows, fields } = await this.send(query, [params], 'array');
     if (rows.length === 0) throw new NotFoundError();
     if (rows.length > 1) throw new TooManyRowsError(rows.length);
     if (fields.length === 0) throw new InvalidQueryError('fetchval needs a query that returns a column');
     return (rows[0] as unknown[])[0] as V;
   }
 
-  /** Runs a statement; resolves to the number of rows it affected (0 when it reports none). */
+  /** Runs a statement; resolves to the number of rows it affected (0 when it reports none). Rows it returns are not kept. */
   execute(query: SqlFragment): Promise<number>;
   execute(text: string, params?: readonly unknown[]): Promise<number>;
   async execute(query: QueryInput, params?: readonly unknown[]): Promise<number> {
-    return (await this.send(query, params, undefined)).rowCount ?? 0;
+    const { text, values } = statementOf(query, [params]);
+    return (await this.run(text, values, { maxRows: 0 })).rowCount ?? 0;
   }
 
-  private send(query: QueryInput, params: readonly unknown[] | undefined, rowMode: RowMode): Promise<pg.QueryResult> {
-    if (typeof query === 'string') {
-      if (params !== undefined && !Array.isArray(params)) throw new InvalidQueryError('Query parameters must be an array');
-      // The protocol ends the statement text at a NUL: refuse rather than have the server see half of it.
-      if (query.includes('\0')) throw new InvalidQueryError('SQL text must not contain a NUL character');
-      return this.run(query, params, rowMode);
-    }
-    if (!(query instanceof SqlFragment)) throw new InvalidQueryError('A query is SQL text or a sql`…` template');
-    if (params !== undefined) throw new InvalidQueryError('A sql`…` template carries its own values: pass no parameter array');
-    return this.run(query.text, query.values, rowMode);
+  /**
+   * The rows of one statement as an async iterable, fetched `batchSize` at a time through a cursor
+   * (pg-cursor), so memory holds about one batch whatever the result's size, and the next batch is
+   * only asked for when the loop wants it (a slow consumer makes nothing buffer). The connection is
+   * held while iterating and always released: at the end, on an error, on `break`, and when the
+   * loop's body throws. The server's statement_timeout covers the whole stream, from the first
+   * batch to the last, pauses of the consumer included (the portal stays open between batches); for
+   * a long export raise it for that transaction alone: `tx.fetchval(sql\`SELECT
+   * pg_catalog.set_config('statement_timeout', ${'10min'}, true)\`)` then `tx.stream(…)`. Nothing is
+   * sent until the loop starts; iterate with `for await` (or call `return()`), which releases.
+   *
+   *   for await (const user of db.stream<User>(sql`SELECT id, email FROM users`)) …
+   */
+  stream<R = Row>(query: SqlFragment, options?: StreamOptions): AsyncGenerator<R>;
+  stream<R = Row>(text: string, params?: readonly unknown[], options?: StreamOptions): AsyncGenerator<R>;
+  stream<R = Row>(query: QueryInput, ...rest: unknown[]): AsyncGenerator<R> {
+    const { text, values, options } = statementOf(query, rest);
+    const batchSize = (options as StreamOptions).batchSize ?? DEFAULT_STREAM_BATCH_SIZE;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new InvalidQueryError('batchSize must be a whole number, at least 1');
+    return this.streamRows<R>(text, values, batchSize);
   }
+
+  private send(query: QueryInput, rest: unknown[], rowMode: RowMode): Promise<pg.QueryResult> {
+    const { text, values, options } = statementOf(query, rest);
+    const maxRows = (options as QueryOptions).maxRows ?? this.db.config.maxRows;
+    if (!(Number.isInteger(maxRows) && maxRows > 0) && maxRows !== Infinity) throw new InvalidQueryError('maxRows must be a whole number, at least 1, or Infinity');
+    return this.run(text, values, { rowMode, maxRows });
+  }
+}
+
+/** Text and values of a call `(text, params?, options?)` or `(sql\`…\`, options?)`, validated. */
+function statementOf(query: QueryInput, [second, third]: unknown[]): { text: string; values: readonly unknown[] | undefined; options: object } {
+  if (typeof query === 'string') {
+    if (second !== undefined && !Array.isArray(second)) throw new InvalidQueryError('Query parameters must be an array');
+    // The protocol ends the statement text at a NUL: refuse rather than have the server see half of it.
+    if (query.includes('\0')) throw new InvalidQueryError('SQL text must not contain a NUL character');
+    return { text: query, values: second as readonly unknown[] | undefined, options: optionsOf(third) };
+  }
+  if (!(query instanceof SqlFragment)) throw new InvalidQueryError('A query is SQL text or a sql`…` template');
+  if (Array.isArray(second) || third !== undefined) throw new InvalidQueryError('A sql`…` template carries its own values: pass no parameter array');
+  return { text: query.text, values: query.values, options: optionsOf(second) };
+}
+
+function optionsOf(value: unknown): object {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null) throw new InvalidQueryError('Query options must be an object');
+  return value;
 }
 
 // Command tags of statements whose effect outlives them on the connection: settings (SET, SET ROLE,
@@ -113,12 +179,14 @@ export function changesSession(result: pg.QueryResult): boolean {
 }
 
 /**
- * Sends one caller statement: over the extended protocol always, never under a name. With
- * parameters pg uses the extended protocol by itself, and the `(text, values)` form also spares
- * pg's copy of a query config object (a measurable cost per query); without parameters, or for
- * array rows, the config object says `queryMode: 'extended'` explicitly.
+ * Sends one caller statement: over the extended protocol always, never under a name, with the
+ * server cutting the result off after maxRows + 1 rows (see bounded-query.ts): a result over the
+ * limit is a ResultTooLargeError that memory never held.
  */
-export function runStatement(client: pg.ClientBase, text: string, values: readonly unknown[] | undefined, rowMode: RowMode): Promise<pg.QueryResult> {
-  if (rowMode === undefined && values !== undefined && values.length > 0) return client.query(text, values as unknown[]);
-  return client.query({ text, values: values as unknown[] | undefined, queryMode: 'extended', rowMode } as pg.QueryConfig);
+export async function runStatement(client: pg.ClientBase, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+  const { maxRows, rowMode } = shape;
+  const limit = maxRows === 0 || maxRows === Infinity ? 0 : maxRows + 1;
+  const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0);
+  if (maxRows !== 0 && result.rows.length > maxRows) throw new ResultTooLargeError(maxRows);
+  return result;
 }

@@ -3,7 +3,8 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
-import { Queryable, changesSession, runStatement } from './queryable.js';
+import { cursorRows } from './cursor-rows.js';
+import { Queryable, type ResultShape, changesSession, runStatement } from './queryable.js';
 
 /**
  * Key of the method that sends the module's own fixed statements (BEGIN …, COMMIT, ROLLBACK) over the
@@ -25,6 +26,8 @@ export class ScopedConnection extends Queryable {
   sessionChanged = false;
   /** @internal The first error the server reported on this handle (a failed transaction's cause). */
   firstError?: SecureDatabaseError;
+  /** A stream is reading on this connection: anything else sent now would queue behind it for ever. */
+  private streaming = false;
 
   /** @internal Made by DatabaseService. */
   constructor(db: DatabasePool, client: pg.PoolClient) {
@@ -32,10 +35,23 @@ export class ScopedConnection extends Queryable {
     this.client = client;
   }
 
-  protected async run(text: string, values: readonly unknown[] | undefined, rowMode: 'array' | undefined): Promise<pg.QueryResult> {
-    const result = await this.onClient((client) => runStatement(client, text, values, rowMode));
+  protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+    const result = await this.onClient((client) => runStatement(client, text, values, shape));
     if (changesSession(result)) this.sessionChanged = true;
     return result;
+  }
+
+  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R> {
+    const client = this.usableClient();
+    this.streaming = true;
+    try {
+      yield* cursorRows<R>(client, this.db, text, values, batchSize, () => (this.broken = true));
+    } catch (error) {
+      this.firstError ??= error as SecureDatabaseError;
+      throw error;
+    } finally {
+      this.streaming = false;
+    }
   }
 
   /** @internal */
@@ -43,11 +59,18 @@ export class ScopedConnection extends Queryable {
     return this.onClient((client) => client.query(statement));
   }
 
-  private async onClient(query: (client: pg.PoolClient) => Promise<pg.QueryResult>): Promise<pg.QueryResult> {
-    const client = this.client;
-    if (client === undefined) {
+  private usableClient(): pg.PoolClient {
+    if (this.client === undefined) {
       throw new InvalidQueryError('This connection handle was used after its transaction or withConnection callback ended');
     }
+    if (this.streaming) {
+      throw new InvalidQueryError('A stream is still reading on this connection: finish or break out of its loop before sending another query');
+    }
+    return this.client;
+  }
+
+  private async onClient(query: (client: pg.PoolClient) => Promise<pg.QueryResult>): Promise<pg.QueryResult> {
+    const client = this.usableClient();
     try {
       return await query(client);
     } catch (error) {
