@@ -4,6 +4,12 @@ import type { CreateUserInput, User, UserStatus } from './user.js';
 
 const COLUMNS = sql.unsafeRaw('id, email, name, status, created_at AS "createdAt"');
 
+export interface UsersPage {
+  items: User[];
+  /** The `after` of the next page; null on the last one. */
+  next: string | null;
+}
+
 @Injectable()
 export class UsersRepository {
   constructor(private readonly db: DatabaseService) {}
@@ -12,9 +18,22 @@ export class UsersRepository {
     return this.db.fetchrow<User>(sql`INSERT INTO users (email, name) VALUES (${input.email}, ${input.name}) RETURNING ${COLUMNS}`);
   }
 
-  /** The guide's `SELECT * FROM users WHERE status = $1`, with explicit columns. */
-  findByStatus(status: UserStatus): Promise<User[]> {
-    return this.db.fetch<User>(sql`SELECT ${COLUMNS} FROM users WHERE status = ${status} ORDER BY created_at, id`);
+  /**
+   * The guide's `SELECT * FROM users WHERE status = $1`, one page at a time: keyset pagination on the
+   * primary key (an index range scan whatever the page number), one row more than the page to know
+   * whether another follows.
+   */
+  async findPage(status: UserStatus, limit: number, after?: string): Promise<UsersPage> {
+    const rows = await this.db.fetch<User>(
+      sql`SELECT ${COLUMNS} FROM users WHERE status = ${status} ${after ? sql`AND id > ${after}` : sql``} ORDER BY id LIMIT ${limit + 1}`,
+    );
+    const items = rows.slice(0, limit);
+    return { items, next: rows.length > limit ? items[items.length - 1].id : null };
+  }
+
+  /** Every user with the status, read in batches: flat memory whatever the table's size. */
+  streamByStatus(status: UserStatus): AsyncGenerator<User> {
+    return this.db.stream<User>(sql`SELECT ${COLUMNS} FROM users WHERE status = ${status} ORDER BY id`);
   }
 
   findById(id: string): Promise<User | null> {

@@ -21,7 +21,8 @@ export class UsersSchema implements OnModuleInit {
           status text NOT NULL DEFAULT 'active' CHECK (status IN (${USER_STATUSES.map((s) => `'${s}'`).join(', ')})),
           created_at timestamptz NOT NULL DEFAULT now()
         )`);
-      await tx.execute('CREATE INDEX IF NOT EXISTS users_status_idx ON users (status)');
+      // Serves the keyset pages (status = $1 AND id > $2 ORDER BY id) and the export.
+      await tx.execute('CREATE INDEX IF NOT EXISTS users_status_id_idx ON users (status, id)');
     });
   }
 }

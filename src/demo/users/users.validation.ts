@@ -22,4 +22,12 @@ export const createUserSchema = Joi.object({
 
 export const updateStatusSchema = Joi.object({ status: status.required() }).required();
 
-export const statusQuerySchema = Joi.object({ status: status.default('active') });
+export const PAGE_SIZE = { default: 50, max: 200 };
+
+export const listQuerySchema = Joi.object({
+  status: status.default('active'),
+  limit: Joi.number().integer().min(1).max(PAGE_SIZE.max).default(PAGE_SIZE.default),
+  after: Joi.string().guid(),
+});
+
+export const exportQuerySchema = Joi.object({ status: status.default('active') });
