@@ -32,10 +32,9 @@ function shellEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(npm_package_|npm_lifecycle_|npm_config_local_prefix$|INIT_CWD$|NODE_ENV$|JEST_)/.test(key)));
 }
 
-async function run(command: string, args: string[], cwd: string): Promise<string> {
+async function run(command: string, args: string[], cwd: string): Promise<{ stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(command, args, { cwd, env: shellEnv(), maxBuffer: 32 * 1024 * 1024 });
-    return `${stdout}${stderr}`;
+    return await promisify(execFile)(command, args, { cwd, env: shellEnv(), maxBuffer: 32 * 1024 * 1024 });
   } catch (error) {
     const { stdout = '', stderr = '' } = error as { stdout?: string; stderr?: string };
     throw new Error(`\`${command} ${args.join(' ')}\` failed in ${cwd}:\n${stdout}\n${stderr}`);
@@ -63,8 +62,8 @@ describe('the packed package in fresh consumer apps (ESM and CommonJS), as the R
       await cp(join(REPO, name), join(source, name), { recursive: true });
     }
     await symlink(join(REPO, 'node_modules'), join(source, 'node_modules'), 'dir');
-    const packOutput = await run('npm', ['pack', '--json', '--pack-destination', work], source);
-    const [packed] = JSON.parse(packOutput.slice(packOutput.indexOf('['), packOutput.lastIndexOf(']') + 1)) as Array<{ filename: string; files: PackedFile[] }>;
+    const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', work], source); // scripts' output goes to stderr
+    const [packed] = JSON.parse(stdout) as Array<{ filename: string; files: PackedFile[] }>;
     tarball = join(work, packed!.filename);
     packedFiles = packed!.files.map((file) => file.path).sort();
 
@@ -75,7 +74,10 @@ describe('the packed package in fresh consumer apps (ESM and CommonJS), as the R
         await cp(join(FIXTURES, kind), dir, { recursive: true });
         await cp(join(FIXTURES, 'app', 'src'), join(dir, 'src'), { recursive: true });
         installLogs[kind] = '';
-        for (const args of commands) installLogs[kind] += await run('npm', [...args, ...NPM_FLAGS], dir);
+        for (const args of commands) {
+          const { stdout, stderr } = await run('npm', [...args, ...NPM_FLAGS], dir);
+          installLogs[kind] += stdout + stderr;
+        }
         await run('npm', ['run', 'build'], dir);
       }),
     );
