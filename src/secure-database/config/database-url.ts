@@ -1,8 +1,17 @@
 import { parse } from 'pg-connection-string';
 
-export interface ParsedDatabaseUrl {
+/** One entry of a libpq host list. */
+export interface HostPort {
   host: string;
   port: number;
+}
+
+export interface ParsedDatabaseUrl {
+  /** The first host (the only one, usually). */
+  host: string;
+  port: number;
+  /** Every host, in the URL's order: libpq's host list (`h1:5432,h2:5433`, or host=h1,h2&port=…). */
+  hosts: HostPort[];
   database: string;
   user: string;
   password: string | undefined;
@@ -29,26 +38,21 @@ export function parseDatabaseUrl(raw: string, problems: string[]): ParsedDatabas
     problems.push(`DATABASE_URL must start with postgres:// or postgresql://${scheme ? ` (it starts with ${scheme}://)` : ''}`);
     return undefined;
   }
-  const hostList = () => problems.push('DATABASE_URL lists several hosts: host lists (failover, target_session_attrs) are not supported yet; give one host');
-  // The WHATWG parser rejects libpq's host lists outright; say what it is instead of "not a valid URL".
-  if (/^[^:]+:\/\/(?:[^@/?#]*@)?[^/?#]*,/.test(url)) {
-    hostList();
-    return undefined;
-  }
+  // The WHATWG parser rejects libpq's host lists: they are taken apart here, and the URL parsed with
+  // the first host (or a stand-in when the hosts are only in the query string: host=h1,h2).
+  const [, prefix, userinfo = '', authority, rest] = /^([^:]+:\/\/)([^@/?#]*@)?([^/?#]*)(.*)$/s.exec(url)!;
+  const listed = splitHostList(authority);
   let parsedUrl: URL;
   try {
-    parsedUrl = new URL(url);
+    parsedUrl = new URL(`${prefix}${userinfo}${listed[0] || 'host.invalid'}${rest}`);
   } catch {
     problems.push('DATABASE_URL is not a valid URL: percent-encode special characters in the user name and password (e.g. @ as %40, # as %23, / as %2F)');
     return undefined;
   }
   const params: Record<string, string> = {};
   for (const [key, value] of parsedUrl.searchParams) params[key] = value;
-  if (params.host?.includes(',')) {
-    hostList();
-    return undefined;
-  }
-  for (const key of TLS_PARAMS) parsedUrl.searchParams.delete(key);
+  // Host and port lists are resolved below; pg-connection-string reads one host and one port.
+  for (const key of [...TLS_PARAMS, 'host', 'port']) parsedUrl.searchParams.delete(key);
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(parsedUrl.href);
@@ -56,16 +60,13 @@ export function parseDatabaseUrl(raw: string, problems: string[]): ParsedDatabas
     problems.push('DATABASE_URL could not be parsed: check the host, port and percent-encoding');
     return undefined;
   }
-  const host = parsed.host ?? '';
-  if (!host) problems.push('DATABASE_URL has no host name');
-  else if (host.startsWith('/')) problems.push('DATABASE_URL names a Unix socket: TLS cannot be verified there; use a TCP host');
-  const port = parsed.port ? Number(parsed.port) : 5432;
-  if (!Number.isInteger(port) || port < 1 || port > 65535) problems.push('DATABASE_URL has an invalid port');
+  const hosts = resolveHosts(listed, params, problems);
   const user = parsed.user ?? '';
   if (!user) problems.push('DATABASE_URL has no user name (postgresql://USER:PASSWORD@HOST/DATABASE)');
   return {
-    host,
-    port,
+    host: hosts[0]?.host ?? '',
+    port: hosts[0]?.port ?? DEFAULT_PORT,
+    hosts,
     // pg-connection-string reads host, port, user and password from the query string (as libpq does)
     // but not dbname, which libpq also lets override the path.
     database: params.dbname || parsed.database || user,
@@ -73,4 +74,52 @@ export function parseDatabaseUrl(raw: string, problems: string[]): ParsedDatabas
     password: parsed.password || undefined,
     params,
   };
+}
+
+const DEFAULT_PORT = 5432;
+
+/** `h1:5432,[::1]:5433,h3` → ['h1:5432', '[::1]:5433', 'h3'] (the authority of a URL, after the user info). */
+function splitHostList(authority: string): string[] {
+  return authority === '' ? [] : authority.split(',');
+}
+
+function hostAndPort(entry: string): { host: string; port?: string } {
+  const match = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(entry)!;
+  const host = match[1].replace(/^\[(.*)\]$/, '$1');
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(host);
+  } catch {
+    decoded = host; // not percent-encoding after all: the DNS lookup will say what is wrong with it
+  }
+  return { host: decoded, port: match[2] || undefined };
+}
+
+/**
+ * libpq's rules: `host` and `port` in the query string replace the URL's; a port list has one port for
+ * every host, or a single port for all of them; a host without a port uses 5432.
+ */
+function resolveHosts(listed: string[], params: Record<string, string>, problems: string[]): HostPort[] {
+  const fromUrl = listed.map(hostAndPort);
+  const names = params.host !== undefined ? params.host.split(',') : fromUrl.map((h) => h.host);
+  let ports: Array<string | undefined> = params.port !== undefined ? params.port.split(',') : fromUrl.map((h) => h.port);
+  if (ports.length === 1 && names.length > 1) ports = names.map(() => ports[0]);
+  if (ports.length > 1 && ports.length !== names.length) {
+    problems.push(`DATABASE_URL lists ${names.length} hosts and ${ports.length} ports: give one port for every host, or one for all`);
+    return [];
+  }
+  if (names.length === 0 || names.some((h) => h.trim() === '')) {
+    problems.push(names.length > 1 ? 'DATABASE_URL has an empty entry in its host list' : 'DATABASE_URL has no host name');
+    return [];
+  }
+  if (names.some((h) => h.startsWith('/'))) {
+    problems.push('DATABASE_URL names a Unix socket: TLS cannot be verified there; use a TCP host');
+    return [];
+  }
+  const hosts = names.map((host, i) => ({ host, port: ports[i] === undefined || ports[i] === '' ? DEFAULT_PORT : Number(ports[i]) }));
+  if (hosts.some(({ port }) => !Number.isInteger(port) || port < 1 || port > 65535)) {
+    problems.push('DATABASE_URL has an invalid port');
+    return [];
+  }
+  return hosts;
 }

@@ -150,9 +150,82 @@ describe('resolveDatabaseConfig', () => {
       expect(resolveDatabaseConfig({ url: 'postgresql://app:pw@db.example.com' }, {}).client.database).toBe('app');
     });
 
-    it('host lists are refused with a clear message (not yet supported), not a parse error', () => {
-      expect(problemsOf(() => resolveDatabaseConfig({ url: 'postgresql://app:pw@h1:5432,h2:5433/shop' }, {}))).toMatch(/lists several hosts/);
-      expect(problemsOf(() => resolveDatabaseConfig({ url: `${base}?host=h1,h2` }, {}))).toMatch(/lists several hosts/);
+  });
+
+  describe("host lists, target_session_attrs and load_balance_hosts with libpq's meanings", () => {
+    const hostsOf = (url: string) => resolveDatabaseConfig({ url }, {}).target.hosts;
+
+    it('reads each host with its own port (5432 when it has none), the first one as the target host', () => {
+      const c = resolveDatabaseConfig({ url: 'postgresql://app:pw@h1.example.com:5432,h2.example.com:5433,[::1],h4/shop' }, {});
+      expect(c.target.hosts).toEqual([
+        { host: 'h1.example.com', port: 5432 },
+        { host: 'h2.example.com', port: 5433 },
+        { host: '::1', port: 5432 },
+        { host: 'h4', port: 5432 },
+      ]);
+      expect(c.target).toMatchObject({ host: 'h1.example.com', port: 5432, database: 'shop', user: 'app' });
+    });
+
+    it('host and port lists in the query string: one port for all hosts, or one per host', () => {
+      expect(hostsOf('postgresql://app:pw@/shop?host=h1,h2&port=6000')).toEqual([{ host: 'h1', port: 6000 }, { host: 'h2', port: 6000 }]);
+      expect(hostsOf('postgresql://app:pw@/shop?host=h1,h2&port=6000,6001')).toEqual([{ host: 'h1', port: 6000 }, { host: 'h2', port: 6001 }]);
+      expect(problemsOf(() => hostsOf('postgresql://app:pw@/shop?host=h1,h2,h3&port=1,2'))).toContain('lists 3 hosts and 2 ports');
+      expect(problemsOf(() => hostsOf('postgresql://app:pw@h1,,h3/shop'))).toContain('empty entry in its host list');
+      expect(problemsOf(() => hostsOf('postgresql://app:pw@h1,h2:99999/shop'))).toContain('invalid port');
+    });
+
+    it('target_session_attrs and load_balance_hosts are honoured, other values refused', () => {
+      const c = resolveDatabaseConfig({ url: 'postgresql://app:pw@h1,h2/shop?target_session_attrs=read-write&load_balance_hosts=random' }, {});
+      expect(c.topology).toEqual({ targetSessionAttrs: 'read-write', loadBalanceHosts: 'random', readOnly: false });
+      expect(c.warnings.join('\n')).not.toMatch(/ignored/);
+      for (const value of ['any', 'read-only', 'primary', 'standby', 'prefer-standby']) {
+        expect(resolveDatabaseConfig({ url: `postgresql://app:pw@h1/shop?target_session_attrs=${value}` }, {}).topology.targetSessionAttrs).toBe(value);
+      }
+      expect(problemsOf(() => resolveDatabaseConfig({ url: 'postgresql://app:pw@h1/shop?target_session_attrs=master' }, {}))).toContain('target_session_attrs');
+      expect(problemsOf(() => resolveDatabaseConfig({ url: 'postgresql://app:pw@h1/shop?load_balance_hosts=yes' }, {}))).toContain('load_balance_hosts');
+    });
+
+    it('a Unix socket anywhere in the list is refused', () => {
+      expect(problemsOf(() => hostsOf('postgresql://app:pw@/shop?host=h1,%2Fvar%2Frun%2Fpostgresql'))).toContain('Unix socket');
+    });
+  });
+
+  describe('poolers', () => {
+    it.each([
+      ['postgresql://u:p@ep-cool-1-pooler.eu-central-1.aws.neon.tech/db', 'transaction'],
+      ['postgresql://u:p@ep-cool-1.eu-central-1.aws.neon.tech/db', 'none'],
+      ['postgresql://postgres.ref:p@aws-0-eu-central-1.pooler.supabase.com:6543/postgres', 'transaction'],
+      ['postgresql://postgres.ref:p@aws-0-eu-central-1.pooler.supabase.com:5432/postgres', 'session'],
+      ['postgresql://postgres:p@db.ref.supabase.co:6543/postgres', 'transaction'],
+      ['postgresql://postgres:p@db.ref.supabase.co:5432/postgres', 'none'],
+    ])('%s is detected as %s', (url, mode) => {
+      expect(resolveDatabaseConfig({ url }, {}).pooler.mode).toBe(mode);
+    });
+
+    it('DATABASE_POOLER wins over detection, and none turns it off', () => {
+      const neonPooler = 'postgresql://u:p@ep-cool-1-pooler.eu-central-1.aws.neon.tech/db';
+      expect(resolveDatabaseConfig({ url: neonPooler, pooler: 'none' }, {}).pooler).toEqual({ mode: 'none', source: 'DATABASE_POOLER' });
+      expect(resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_POOLER: 'transaction' }), {}).pooler.mode).toBe('transaction');
+      expect(problemsOf(() => resolveDatabaseConfig({ url: URL_, pooler: 'statement' as 'none' }, {}))).toContain('DATABASE_POOLER (pooler) must be one of');
+    });
+
+    it('behind a pooler no server setting travels in the startup packet; the timeouts are kept for SET LOCAL', () => {
+      const c = resolveDatabaseConfig({ url: URL_, pooler: 'transaction', statementTimeoutMs: 1234 }, {});
+      expect(c.client).not.toHaveProperty('statement_timeout');
+      expect(c.client).not.toHaveProperty('lock_timeout');
+      expect(c.client).not.toHaveProperty('idle_in_transaction_session_timeout');
+      expect(c.client.query_timeout).toBe(1234 + 5000); // the client-side backstop stays
+      expect(c.serverTimeouts).toEqual({ statementTimeoutMs: 1234, lockTimeoutMs: 10_000, idleInTransactionTimeoutMs: 60_000 });
+      expect(problemsOf(() => resolveDatabaseConfig({ url: `${URL_}?options=-c%20search_path%3Dapp`, pooler: 'transaction' }, {}))).toContain('poolers refuse');
+    });
+
+    it('DATABASE_DIRECT_URL is resolved with the same options and no pooler, its problems named as its own', () => {
+      const c = resolveDatabaseConfig({ url: URL_, pooler: 'transaction', directUrl: 'postgresql://app:pw@direct.example.com/shop', statementTimeoutMs: 999 }, {});
+      expect(c.direct?.target).toMatchObject({ host: 'direct.example.com', port: 5432 });
+      expect(c.direct?.pooler.mode).toBe('none');
+      expect(c.direct?.client).toMatchObject({ statement_timeout: 999 });
+      expect(problemsOf(() => resolveDatabaseConfig({ url: URL_, pooler: 'transaction', directUrl: 'mysql://x@y/z' }, {}))).toContain('DATABASE_DIRECT_URL must start with postgres://');
+      expect(resolveDatabaseConfig({ url: URL_, directUrl: 'postgresql://app:pw@direct.example.com/shop' }, {}).warnings.join('\n')).toContain('DATABASE_DIRECT_URL is only used behind a transaction pooler');
     });
   });
 

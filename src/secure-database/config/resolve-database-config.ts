@@ -2,9 +2,12 @@ import { readFileSync } from 'node:fs';
 import type pg from 'pg';
 import { ConfigurationError } from '../errors/configuration.errors.js';
 import type { AppEnv, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
+import { type LoadBalanceHosts, TARGET_SESSION_ATTRS, type TargetSessionAttrs } from '../failover/target-session-attrs.js';
+import { type PoolerDecision, decidePooler } from '../pooler/pooler-mode.js';
+import type { ServerTimeouts } from '../pooler/server-settings.js';
 import { type TlsPolicy, resolveTlsPolicy } from '../tls/tls-policy.js';
 import { type CloudFacts, defaultApplicationName, detectCloud } from './cloud-platform.js';
-import { parseDatabaseUrl } from './database-url.js';
+import { type HostPort, parseDatabaseUrl } from './database-url.js';
 import { DATABASE_DEFAULTS, type ValidatedOptions, validateSecureDatabaseOptions } from './secure-database-options.schema.js';
 
 /** Everything the pool needs, decided once at startup. Holds the password: never log this object whole. */
@@ -13,7 +16,15 @@ export interface ResolvedDatabaseConfig {
   appEnv: AppEnv;
   /** development/test: errors and logs may carry driver messages. */
   verboseErrors: boolean;
-  target: { host: string; port: number; database: string; user: string };
+  /** `host` and `port` are the first of `hosts` (libpq's host list, tried in order for each new connection). */
+  target: { host: string; port: number; hosts: HostPort[]; database: string; user: string };
+  /** Which server a new connection must reach: libpq's target_session_attrs and load_balance_hosts, and the readOnly option. */
+  topology: { targetSessionAttrs: TargetSessionAttrs; loadBalanceHosts: LoadBalanceHosts; readOnly: boolean };
+  pooler: PoolerDecision;
+  /** The server-side timeouts; in `client`'s startup parameters too, unless a pooler sits in between. */
+  serverTimeouts: ServerTimeouts;
+  /** Behind a transaction pooler, DATABASE_DIRECT_URL resolved with the same options: the pool withConnection uses. */
+  direct?: ResolvedDatabaseConfig;
   /** The full per-connection config (password non-enumerable). */
   client: pg.ClientConfig;
   tls: TlsPolicy;
@@ -38,7 +49,16 @@ const KNOWN_PARAMS = new Set([
   ...['host', 'port', 'user', 'password', 'dbname'],
   ...['sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslnegotiation', 'channel_binding'],
   ...['connect_timeout', 'application_name', 'options'],
+  ...['target_session_attrs', 'load_balance_hosts'],
 ]);
+
+function readTopology(params: Record<string, string>, problems: string[]): { targetSessionAttrs: TargetSessionAttrs; loadBalanceHosts: LoadBalanceHosts } {
+  const target = (params.target_session_attrs ?? 'any') as TargetSessionAttrs;
+  if (!TARGET_SESSION_ATTRS.includes(target)) problems.push(`target_session_attrs in DATABASE_URL must be one of ${TARGET_SESSION_ATTRS.join(', ')}`);
+  const balance = (params.load_balance_hosts ?? 'disable') as LoadBalanceHosts;
+  if (balance !== 'disable' && balance !== 'random') problems.push('load_balance_hosts in DATABASE_URL must be disable or random');
+  return { targetSessionAttrs: target, loadBalanceHosts: balance };
+}
 
 function readUrl(options: ValidatedOptions, problems: string[]): string | undefined {
   if (options.url || !options.urlFile) return options.url;
@@ -78,6 +98,12 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
   }
   connectMs ??= DATABASE_DEFAULTS.connectTimeoutMs;
 
+  const topology = readTopology(params, problems);
+  const pooler = decidePooler(options.pooler, url?.host ?? '', url?.port ?? 5432);
+  // PgBouncer refuses an options startup parameter that sets server settings (-c …) unless it is told to ignore it.
+  if (pooler.mode !== 'none' && params.options && /(^|\s)(-c|--)/.test(params.options)) {
+    problems.push('options in DATABASE_URL sets server settings in the startup packet, which poolers refuse: set them per role (ALTER ROLE … SET) instead');
+  }
   if (params.channel_binding === 'require') {
     problems.push('channel_binding=require is not supported yet: remove it or use channel_binding=prefer');
   }
@@ -95,13 +121,20 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     },
     problems,
   );
-  if (problems.length > 0 || !url) throw new ConfigurationError(scrub(problems, [url?.password, rawUrl]));
+  const direct = resolveDirect(options, pooler, env, problems);
+  if (problems.length > 0 || !url) throw new ConfigurationError(scrub(problems, [url?.password, rawUrl, options.directUrl]));
 
   const cloud = detectCloud(env, url.host);
   const applicationName = options.applicationName ?? params.application_name ?? defaultApplicationName(cloud, env);
   const ignored = Object.keys(params).filter((k) => !KNOWN_PARAMS.has(k));
   const warnings = [...tls.warnings];
   if (ignored.length) warnings.push(`DATABASE_URL parameters not used by node-postgres were ignored: ${ignored.join(', ')}`);
+  if (options.directUrl && pooler.mode !== 'transaction') warnings.push('DATABASE_DIRECT_URL is only used behind a transaction pooler (DATABASE_POOLER=transaction): ignored');
+  const serverTimeouts: ServerTimeouts = {
+    statementTimeoutMs: options.statementTimeoutMs,
+    lockTimeoutMs: options.lockTimeoutMs,
+    idleInTransactionTimeoutMs: options.idleInTransactionTimeoutMs,
+  };
 
   const client: pg.ClientConfig = {
     host: url.host,
@@ -115,9 +148,14 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     keepAlive: true,
     keepAliveInitialDelayMillis: options.keepAliveIdleMs,
     // Sent in the startup packet, enforced by the server (pg's query_timeout would only stop waiting).
-    statement_timeout: options.statementTimeoutMs,
-    lock_timeout: options.lockTimeoutMs,
-    idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs,
+    // Poolers refuse them there: behind one they are set per transaction or per session instead (pooler/).
+    ...(pooler.mode === 'none'
+      ? {
+          statement_timeout: options.statementTimeoutMs,
+          lock_timeout: options.lockTimeoutMs,
+          idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs,
+        }
+      : {}),
     // Client-side backstop for a network that swallows packets: the server's own timeout never arrives.
     query_timeout: options.statementTimeoutMs + connectMs,
     enableChannelBinding: params.channel_binding === 'prefer',
@@ -129,7 +167,11 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     name: options.name,
     appEnv,
     verboseErrors: appEnv !== 'production',
-    target: { host: url.host, port: url.port, database: url.database, user: url.user },
+    target: { host: url.host, port: url.port, hosts: url.hosts, database: url.database, user: url.user },
+    topology: { ...topology, readOnly: options.readOnly },
+    pooler,
+    serverTimeouts,
+    direct,
     client,
     tls,
     cloud,
@@ -140,4 +182,20 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     maxRows: options.maxRows,
     warnings,
   };
+}
+
+/**
+ * DATABASE_DIRECT_URL, behind a transaction pooler: the same options with the direct URL and no
+ * pooler, so it gets the same TLS policy, timeouts and checks. Its problems name DATABASE_DIRECT_URL.
+ */
+function resolveDirect(options: ValidatedOptions, pooler: PoolerDecision, env: NodeJS.ProcessEnv, problems: string[]): ResolvedDatabaseConfig | undefined {
+  if (!options.directUrl || pooler.mode !== 'transaction') return undefined;
+  const { directUrl, urlFile: _file, ...shared } = options;
+  try {
+    return resolveDatabaseConfig({ ...shared, url: directUrl, pooler: 'none', name: options.name ? `${options.name}-direct` : 'direct' }, env);
+  } catch (error) {
+    if (!(error instanceof ConfigurationError)) throw error;
+    problems.push(...error.problems.map((p) => p.replace(/DATABASE_URL\b/g, 'DATABASE_DIRECT_URL')));
+    return undefined;
+  }
 }

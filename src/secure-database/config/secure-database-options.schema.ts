@@ -1,5 +1,6 @@
 import Joi from 'joi';
 import type { MinimumSslMode, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
+import { POOLER_MODES, type PoolerMode } from '../pooler/pooler-mode.js';
 
 /** Each option's environment variable: the public contract of `databaseConfig`. */
 export const DATABASE_ENV_NAMES = {
@@ -22,6 +23,9 @@ export const DATABASE_ENV_NAMES = {
   startupRetries: 'DATABASE_STARTUP_RETRIES',
   applicationName: 'DATABASE_APPLICATION_NAME',
   maxRows: 'DATABASE_MAX_ROWS',
+  pooler: 'DATABASE_POOLER',
+  directUrl: 'DATABASE_DIRECT_URL',
+  readOnly: 'DATABASE_READ_ONLY',
 } as const satisfies Record<Exclude<keyof SecureDatabaseModuleOptions, 'name'>, string>;
 
 export const DATABASE_DEFAULTS = {
@@ -62,6 +66,9 @@ export interface ValidatedOptions {
   startupRetries: number;
   applicationName?: string;
   maxRows: number;
+  pooler?: PoolerMode;
+  directUrl?: string;
+  readOnly: boolean;
 }
 
 const label = (key: keyof typeof DATABASE_ENV_NAMES) => `${DATABASE_ENV_NAMES[key]} (${key})`;
@@ -115,6 +122,9 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
     .default(DATABASE_DEFAULTS.startupRetries),
   applicationName: Joi.string().max(63).label(label('applicationName')),
   maxRows: whole('maxRows', 1, 100_000_000, 'rows').default(DATABASE_DEFAULTS.maxRows),
+  pooler: Joi.string().valid(...POOLER_MODES).label(label('pooler')),
+  directUrl: Joi.string().label(label('directUrl')),
+  readOnly: Joi.boolean().truthy('1', 'yes').falsy('0', 'no').default(false).label(label('readOnly')),
 })
   .or('url', 'urlFile')
   .oxor('url', 'urlFile')

@@ -67,3 +67,16 @@ export class ShuttingDownError extends SecureDatabaseError {
     return true;
   }
 }
+
+/**
+ * No server in DATABASE_URL is of the kind the connection needs: target_session_attrs (read-write,
+ * primary, standby …) or a readOnly connection that reached a writable primary. Usually a failover in
+ * progress (the old primary gone, the standby not yet promoted), so it is retried like a connection error.
+ */
+export class ServerRoleMismatchError extends SecureDatabaseError {
+  readonly code = 'DB_SERVER_ROLE_MISMATCH';
+
+  override get retryable(): boolean {
+    return true;
+  }
+}

@@ -99,3 +99,16 @@ export class TooManyRowsError extends SecureDatabaseError {
     super(`The query returned ${rowCount} rows where at most one was expected`);
   }
 }
+
+/**
+ * A write reached a server that accepts none (25006 read_only_sql_transaction): a primary demoted by
+ * a failover (the connection is then evicted, and the next one finds the new primary), a replica
+ * (readOnly connection), or a READ ONLY transaction.
+ */
+export class ReadOnlyTransactionError extends QueryError {
+  override readonly code = 'DB_READ_ONLY';
+
+  override get retryable(): boolean {
+    return true;
+  }
+}

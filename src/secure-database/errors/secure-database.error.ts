@@ -23,7 +23,10 @@ export type DatabaseErrorCode =
   | 'DB_LOCK_TIMEOUT'
   | 'DB_NOT_FOUND'
   | 'DB_TOO_MANY_ROWS'
-  | 'DB_RESULT_TOO_LARGE';
+  | 'DB_RESULT_TOO_LARGE'
+  | 'DB_READ_ONLY'
+  | 'DB_SERVER_ROLE_MISMATCH'
+  | 'DB_SESSION_UNAVAILABLE';
 
 /**
  * Base of every error the library throws. `message` never carries SQL text, parameter values, schema

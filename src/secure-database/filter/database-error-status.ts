@@ -40,12 +40,17 @@ const BY_CODE: Record<DatabaseErrorCode, DatabaseErrorResponse> = {
   DB_CONNECTION_FAILED: unavailable('The database is temporarily unavailable', 2),
   DB_CONNECT_TIMEOUT: unavailable('The database is temporarily unavailable', 2),
   DB_SHUTTING_DOWN: unavailable('The service is restarting; try again later', 1),
+  // A failover: the write reached the demoted primary (its connection is evicted) or no primary is up yet.
+  DB_READ_ONLY: unavailable('The database is temporarily unavailable', 1),
+  DB_SERVER_ROLE_MISMATCH: unavailable('The database is temporarily unavailable', 2),
   DB_AUTHENTICATION_FAILED: internal,
   DB_SSL_NOT_ACTIVE: internal,
   DB_TLS_VERIFICATION_FAILED: internal,
   DB_CONFIGURATION: internal,
   DB_QUERY_FAILED: internal,
   DB_INVALID_QUERY: internal,
+  // withConnection/LISTEN behind a transaction pooler without DATABASE_DIRECT_URL: the app's setup.
+  DB_SESSION_UNAVAILABLE: internal,
   DB_TOO_MANY_ROWS: internal,
   // An unbounded query in the app: the server's fault, not the client's.
   DB_RESULT_TOO_LARGE: internal,

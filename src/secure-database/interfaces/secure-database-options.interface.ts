@@ -54,6 +54,22 @@ export interface SecureDatabaseModuleOptions {
    * `fetch(query, { maxRows })`; for big results use `stream()`.
    */
   maxRows?: number | string;
+  /**
+   * What sits between the app and PostgreSQL (DATABASE_POOLER): `transaction` (PgBouncer, Supavisor or
+   * Neon's pooler in transaction mode), `session`, or `none`. Default: detected from known pooler hosts
+   * (Neon's `-pooler.` hosts, Supabase pooler hosts and port 6543), else none.
+   */
+  pooler?: 'none' | 'transaction' | 'session';
+  /**
+   * Behind a transaction pooler, a direct URL to the database (DATABASE_DIRECT_URL) for the work that
+   * needs a session of its own: withConnection (advisory locks, LISTEN, session SET). Same TLS rules.
+   */
+  directUrl?: string;
+  /**
+   * A read replica connection (DATABASE_READ_ONLY): every new connection must reach a server in
+   * recovery (a standby) or a read-only session, and is refused otherwise. Default false.
+   */
+  readOnly?: boolean | string;
 }
 
 export interface SecureDatabaseOptionsFactory {

@@ -1,11 +1,20 @@
 import { Logger } from '@nestjs/common';
 import pg from 'pg';
+import type { HostPort } from '../config/database-url.js';
 import type { ResolvedDatabaseConfig } from '../config/resolve-database-config.js';
 import { ShuttingDownError, ConnectTimeoutError, SslNotActiveError } from '../errors/connection.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
-import { toDatabaseError } from '../errors/to-database-error.js';
+import { isConnectionUnusable, toDatabaseError } from '../errors/to-database-error.js';
+import { connectToTarget } from '../failover/connect-to-target.js';
+import type { ServerState } from '../failover/target-session-attrs.js';
+import { refuseSessionStatement } from '../pooler/session-statements.js';
+import { localTimeoutsSql, sessionTimeoutsSql } from '../pooler/server-settings.js';
+import type { StatementEnvelope } from '../service/bounded-query.js';
 import { type ConnectionTlsFacts, assertConnectionTls } from '../tls/tls-assertion.js';
 import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
+
+// pg-pool destroys a connection still connecting at the acquire timeout; no host is tried this close to it.
+const DEADLINE_MARGIN_MS = 10;
 
 // How long after the deadline the destroyed connections may take to be seen gone.
 const POOL_END_GRACE_MS = 250;
@@ -32,7 +41,14 @@ export class DatabasePool {
   readonly pool: pg.Pool;
   /** TLS facts of the most recent new connection (for health and logs). */
   lastTls?: ConnectionTlsFacts;
+  /** Where the most recent new connection landed, and what the server said it was. */
+  lastServer?: HostPort & ServerState;
+  /** Behind a transaction pooler, the pool of DATABASE_DIRECT_URL (withConnection's). */
+  readonly direct?: DatabasePool;
+  /** Behind a transaction pooler: BEGIN and the SET LOCAL timeouts before each statement, COMMIT after. */
+  readonly statementEnvelope?: StatementEnvelope;
   private readonly logger: Logger;
+  private warnedPlaintextServerLeg = false;
   private readonly unusable = new WeakSet<pg.ClientBase>();
   private readonly open = new Set<pg.ClientBase>();
   private inFlight = 0;
@@ -45,15 +61,27 @@ export class DatabasePool {
 
   constructor(readonly config: ResolvedDatabaseConfig) {
     this.logger = new Logger(config.name ? `SecureDatabase:${config.name}` : 'SecureDatabase');
+    if (config.direct) this.direct = new DatabasePool(config.direct);
+    if (config.pooler.mode === 'transaction') this.statementEnvelope = { before: ['BEGIN', localTimeoutsSql(config.serverTimeouts)], after: ['COMMIT'] };
     const unusable = this.unusable;
     const clientConfig = config.client;
-    // Each connection gets the full client config (with its own connect timeout, separate from the
-    // pool's acquire timeout) and a permanent error listener: an 'error' on a checked-out client with
-    // no listener would otherwise crash the process.
+    const connect = (client: pg.Client) => connectToTarget(client, this.connectPlan());
+    // Each connection gets the full client config and a permanent error listener (an 'error' on a
+    // checked-out client with no listener would otherwise crash the process), and connects as libpq
+    // does: host by host (each with its own connect timeout, within the pool's acquire timeout) until
+    // one passes the TLS assertion and is the kind of server the configuration asks for.
     class SecureClient extends pg.Client {
       constructor() {
         super(clientConfig);
         this.on('error', () => unusable.add(this));
+      }
+
+      override connect(): Promise<pg.Client>;
+      override connect(callback: (error: Error) => void): void;
+      override connect(callback?: (error: Error) => void): Promise<pg.Client> | void {
+        const connecting = connect(this).then(() => this);
+        if (!callback) return connecting;
+        connecting.then(() => callback(undefined as unknown as Error), callback);
       }
     }
     this.pool = new pg.Pool({
@@ -62,7 +90,6 @@ export class DatabasePool {
       idleTimeoutMillis: config.pool.idleTimeoutMs,
       maxLifetimeSeconds: config.pool.maxLifetimeSeconds,
       connectionTimeoutMillis: config.timeouts.acquireMs,
-      onConnect: (client) => this.verifyNewConnection(client),
     });
     this.pool.on('connect', (client) => this.open.add(client));
     this.pool.on('remove', (client) => this.open.delete(client));
@@ -138,19 +165,72 @@ export class DatabasePool {
     this.unusable.add(client);
   }
 
+  /**
+   * After a failed statement: a broken connection is not reused, nor one whose server refused a write
+   * as read-only (25006) unless this is a readOnly connection: a primary demoted by a failover keeps
+   * its connections open, and only new connections find the new primary.
+   */
+  discardIfBroken(client: pg.ClientBase, error: unknown): void {
+    if (isConnectionUnusable(error) || (!this.config.topology.readOnly && (error as { code?: unknown })?.code === '25006')) this.markUnusable(client);
+  }
+
+  /** Behind a transaction pooler: true, and each statement the module sends runs in a transaction of its own. */
+  get transactionPooled(): boolean {
+    return this.config.pooler.mode === 'transaction';
+  }
+
+  /** Refuses, behind a transaction pooler, a statement that would leave state on a shared server connection. */
+  guardStatement(text: string): void {
+    if (this.transactionPooled) refuseSessionStatement(text);
+  }
+
+  /** The BEGIN the module sends for transaction(): behind a transaction pooler, with the SET LOCAL timeouts in the same round trip. */
+  beginStatement(begin: string): string {
+    return this.transactionPooled ? `${begin}; ${localTimeoutsSql(this.config.serverTimeouts)}` : begin;
+  }
+
+  /** Behind a session pooler the timeouts are session settings: DISCARD ALL removed them, so they are set again. */
+  async restoreSessionSettings(client: pg.ClientBase): Promise<void> {
+    if (this.config.pooler.mode === 'session') await client.query(sessionTimeoutsSql(this.config.serverTimeouts));
+  }
+
+  private connectPlan() {
+    const { target, topology, timeouts } = this.config;
+    return {
+      hosts: target.hosts,
+      ...topology,
+      connectMs: timeouts.connectMs,
+      deadline: performance.now() + timeouts.acquireMs - DEADLINE_MARGIN_MS,
+      check: (client: pg.Client) => this.verifyNewConnection(client),
+    };
+  }
+
   private settle(): void {
     this.inFlight--;
     if (this.inFlight === 0) this.onIdle?.();
   }
 
-  private async verifyNewConnection(client: pg.ClientBase): Promise<void> {
+  private async verifyNewConnection(client: pg.Client): Promise<ServerState> {
+    const { tls, pooler } = this.config;
+    const pooled = pooler.mode !== 'none';
     try {
       // The connect timeout was spent on TCP/TLS/auth; the assertion gets a budget of its own of the same size.
-      const facts = await promiseTimeout(this.config.timeouts.connectMs, assertConnectionTls(client, this.config.tls), () =>
-        (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy(),
+      const asserted = await promiseTimeout(
+        this.config.timeouts.connectMs,
+        assertConnectionTls(client, tls, { pooled, requireServerLegTls: tls.minMode === 'verify-full' }),
+        () => (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy(),
       );
       this.assertions.passed++;
-      this.lastTls = facts;
+      this.lastTls = asserted.tls;
+      this.lastServer = { host: client.host, port: client.port, ...asserted.server };
+      if (pooled && tls.encrypted && !asserted.tls.ssl && !this.warnedPlaintextServerLeg) {
+        this.warnedPlaintextServerLeg = true;
+        this.logger.warn(
+          "The pooler connects to the server in plaintext (pg_stat_ssl, which describes the pooler-to-server leg, says ssl = false): that leg can be read and changed on its network. Turn on the pooler's server TLS (PgBouncer: server_tls_sslmode = verify-full), or set DATABASE_SSL_MIN_MODE=verify-full to refuse such a pooler",
+        );
+      }
+      await this.restoreSessionSettings(client);
+      return asserted.server;
     } catch (error) {
       this.assertions.failed++;
       if (error instanceof TimeoutError) throw new ConnectTimeoutError('the TLS assertion query got no answer within the connect timeout', { cause: error });
@@ -167,6 +247,7 @@ export class DatabasePool {
    */
   beginShutdown(): void {
     if (this.shutdownDeadline !== undefined) return;
+    this.direct?.beginShutdown();
     const { shutdownMs } = this.config.timeouts;
     this.shutdownDeadline = performance.now() + shutdownMs;
     this.deadlineTimer = setTimeout(() => this.closeAllConnections(), shutdownMs).unref();
@@ -179,7 +260,7 @@ export class DatabasePool {
    */
   close(): Promise<void> {
     this.beginShutdown();
-    this.closing ??= this.drain();
+    this.closing ??= Promise.all([this.drain(), this.direct?.close()]).then(() => undefined);
     return this.closing;
   }
 

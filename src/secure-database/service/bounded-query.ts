@@ -3,14 +3,38 @@ import pg from 'pg';
 /** The parts of pg 8's Query (lib/query.js) this subclass builds on. */
 interface PgQueryInternals {
   portal: string;
+  prepare(connection: PgConnection): void;
   handleDataRow(message: unknown): void;
+  handleCommandComplete(message: unknown, connection: PgConnection): void;
+  handleEmptyQuery(connection: PgConnection): void;
   handlePortalSuspended(connection: unknown): void;
   _getRows(connection: PgConnection, rows?: number): void;
 }
 
 interface PgConnection {
+  parse(message: { text: string }): void;
+  bind(message: object): void;
   execute(message: { portal: string; rows: number }): void;
   sync(): void;
+}
+
+/**
+ * Fixed statements (module text, never input) sent in the same write as the caller's, before and
+ * after it, ahead of the one Sync: behind a transaction pooler, BEGIN and the SET LOCAL timeouts
+ * before, COMMIT after, so the statement runs under the timeouts in one round trip. Their results
+ * are dropped; when one fails the server skips the rest up to the Sync, as it does for the caller's.
+ */
+export interface StatementEnvelope {
+  before: readonly string[];
+  after: readonly string[];
+}
+
+const NO_ENVELOPE: StatementEnvelope = { before: [], after: [] };
+
+function sendFixed(connection: PgConnection, text: string): void {
+  connection.parse({ text });
+  connection.bind({});
+  connection.execute({ portal: '', rows: 0 });
 }
 
 type QueryCallback = (error: Error | null, result: pg.QueryResult) => void;
@@ -26,25 +50,51 @@ const PgQuery = pg.Query as unknown as new (config: BoundedQueryConfig) => pg.Qu
  * With `keepRows` false rows are not even parsed (only the row count matters).
  */
 class BoundedQuery extends PgQuery {
+  /** Envelope statements still to answer before the caller's (then 0), or -1 once the caller's is done. */
+  private envelopeAhead: number;
+
   constructor(
     config: BoundedQueryConfig,
     private readonly limit: number,
     private readonly keepRows: boolean,
+    private readonly envelope: StatementEnvelope = NO_ENVELOPE,
   ) {
     super(config);
+    this.envelopeAhead = envelope.before.length;
+  }
+
+  override prepare(connection: PgConnection): void {
+    for (const text of this.envelope.before) sendFixed(connection, text);
+    super.prepare(connection);
   }
 
   // pg sends Execute then Sync, or, with its `rows` option, Flush and another Execute per batch.
   override _getRows(connection: PgConnection): void {
     connection.execute({ portal: this.portal, rows: this.limit });
+    for (const text of this.envelope.after) sendFixed(connection, text);
     connection.sync();
   }
 
   // The Sync already on its way ends the portal: nothing more to fetch.
-  override handlePortalSuspended(): void {}
+  override handlePortalSuspended(): void {
+    this.envelopeAhead = -1;
+  }
 
   override handleDataRow(message: unknown): void {
-    if (this.keepRows) super.handleDataRow(message);
+    if (this.keepRows && this.envelopeAhead === 0) super.handleDataRow(message);
+  }
+
+  override handleCommandComplete(message: unknown, connection: PgConnection): void {
+    if (this.envelopeAhead > 0) this.envelopeAhead--;
+    else if (this.envelopeAhead === 0) {
+      this.envelopeAhead = -1;
+      super.handleCommandComplete(message, connection);
+    }
+  }
+
+  override handleEmptyQuery(connection: PgConnection): void {
+    this.envelopeAhead = -1;
+    super.handleEmptyQuery(connection);
   }
 }
 
@@ -54,9 +104,10 @@ export function queryBounded(
   config: pg.QueryConfig & { rowMode?: 'array' },
   limit: number,
   keepRows: boolean,
+  envelope?: StatementEnvelope,
 ): Promise<pg.QueryResult> {
   return new Promise((resolve, reject) => {
     const callback: QueryCallback = (error, result) => (error ? reject(error) : resolve(result));
-    client.query(new BoundedQuery({ ...config, queryMode: 'extended', callback }, limit, keepRows));
+    client.query(new BoundedQuery({ ...config, queryMode: 'extended', callback }, limit, keepRows, envelope));
   });
 }

@@ -1,7 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@nestjs/common';
-import type pg from 'pg';
+import pg from 'pg';
+import { SessionUnavailableError } from '../errors/pooler.errors.js';
 import { InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
@@ -50,27 +51,75 @@ export class DatabaseService extends Queryable {
 
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.assertOutsideTransaction();
+    this.db.guardStatement(text);
+    // Behind a transaction pooler: BEGIN, the SET LOCAL timeouts and COMMIT around the statement, in its round trip.
+    const envelope = this.db.statementEnvelope;
     const client = await this.db.acquire();
     try {
-      const result = await runStatement(client, text, values, shape);
+      const result = await runStatement(client, text, values, shape, envelope);
       // A tag compare per query; the reset's round trip is paid only by statements that change the session.
-      if (changesSession(result)) await this.resetSession(client);
+      // Behind a transaction pooler those were refused, and the server session is not this client's to reset.
+      if (!envelope && changesSession(result)) await this.resetSession(this.db, client);
       return result;
     } catch (error) {
-      if (isConnectionUnusable(error)) this.db.markUnusable(client);
+      this.db.discardIfBroken(client, error);
+      if (envelope) return this.failEnveloped(client, error);
       throw this.db.mapError(error);
     } finally {
       this.db.release(client);
     }
   }
 
+  /**
+   * A statement failed inside the transaction the module wraps it in behind a transaction pooler:
+   * the server skipped the COMMIT, so the transaction is rolled back here before the connection goes
+   * back. A statement that cannot run in a transaction (25001: VACUUM, CREATE INDEX CONCURRENTLY …)
+   * is told where it can run.
+   */
+  private async failEnveloped(client: pg.PoolClient, error: unknown): Promise<never> {
+    if (error instanceof pg.DatabaseError && !isConnectionUnusable(error)) await this.rollbackClient(this.db, client);
+    if ((error as { code?: unknown }).code === '25001') {
+      throw new SessionUnavailableError(
+        'this statement cannot run inside a transaction, and behind a transaction pooler each statement runs in one (so that the timeouts apply): use withConnection() with DATABASE_DIRECT_URL',
+        { cause: this.db.mapError(error) },
+      );
+    }
+    throw this.db.mapError(error);
+  }
+
   protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R> {
     this.assertOutsideTransaction();
+    this.db.guardStatement(text);
     const client = await this.db.acquire();
     try {
-      yield* cursorRows<R>(client, this.db, text, values, batchSize);
+      if (!this.db.transactionPooled) {
+        yield* cursorRows<R>(client, this.db, text, values, batchSize);
+        return;
+      }
+      // Behind a transaction pooler the cursor lives in a transaction of its own, under the SET LOCAL timeouts.
+      let committed = false;
+      try {
+        await client.query(this.db.beginStatement('BEGIN'));
+        yield* cursorRows<R>(client, this.db, text, values, batchSize);
+        await client.query('COMMIT');
+        committed = true;
+      } finally {
+        if (!committed) await this.rollbackClient(this.db, client);
+      }
+    } catch (error) {
+      this.db.discardIfBroken(client, error);
+      throw this.db.mapError(error);
     } finally {
       this.db.release(client);
+    }
+  }
+
+  private async rollbackClient(db: DatabasePool, client: pg.PoolClient): Promise<void> {
+    try {
+      await client.query('ROLLBACK');
+    } catch (error) {
+      db.markUnusable(client);
+      this.logger.warn(`ROLLBACK failed; the connection was discarded: ${db.describe(error)}`);
     }
   }
 
@@ -87,7 +136,7 @@ export class DatabaseService extends Queryable {
     const plan = planTransaction(options);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.transactionAttempt(fn, plan.begin);
+        return await this.transactionAttempt(fn, this.db.beginStatement(plan.begin));
       } catch (error) {
         if (attempt >= plan.retries || !isRetryableTransactionError(error)) throw error;
       }
@@ -119,8 +168,8 @@ export class DatabaseService extends Queryable {
       scope.active = false;
       if (--runningTransactions === 0) transactionScope.disable();
       tx.end();
-      // A SET (not LOCAL) inside the transaction outlives its COMMIT.
-      if (tx.sessionChanged && !tx.broken) await this.resetSession(client);
+      // A SET (not LOCAL) inside the transaction outlives its COMMIT. (Behind a transaction pooler only SET LOCAL gets here.)
+      if (tx.sessionChanged && !tx.broken && !this.db.transactionPooled) await this.resetSession(this.db, client);
       this.db.release(client);
     }
   }
@@ -144,26 +193,40 @@ export class DatabaseService extends Queryable {
    * transaction left open makes the reset fail, so that connection is destroyed. Unlike inside
    * `transaction`, the service stays usable in `fn` (session work often coordinates with other
    * connections), but each connection it takes meanwhile is a second one from the same pool.
+   *
+   * Behind a transaction pooler there is no session to hold: the work runs on a connection of the
+   * DATABASE_DIRECT_URL pool, or is refused (SessionUnavailableError) when none is configured.
    */
   async withConnection<T>(fn: (connection: ScopedConnection) => Promise<T>): Promise<T> {
     this.assertOutsideTransaction();
-    const client = await this.db.acquire();
-    const connection = new ScopedConnection(this.db, client);
+    const db = this.sessionPool();
+    const client = await db.acquire();
+    const connection = new ScopedConnection(db, client);
     try {
       return await fn(connection);
     } finally {
       connection.end();
-      if (!connection.broken) await this.resetSession(client);
-      this.db.release(client);
+      if (!connection.broken) await this.resetSession(db, client);
+      db.release(client);
     }
   }
 
-  private async resetSession(client: pg.PoolClient): Promise<void> {
+  private sessionPool(): DatabasePool {
+    if (!this.db.transactionPooled) return this.db;
+    if (this.db.direct) return this.db.direct;
+    throw new SessionUnavailableError(
+      'withConnection needs a server session of its own, which a transaction pooler does not give (each transaction may run on another server connection, shared with other clients): ' +
+        "set DATABASE_DIRECT_URL to the database's direct address to run it there, or use transaction() for work that fits in one transaction",
+    );
+  }
+
+  private async resetSession(db: DatabasePool, client: pg.PoolClient): Promise<void> {
     try {
       await client.query('DISCARD ALL');
+      await db.restoreSessionSettings(client);
     } catch (error) {
-      this.db.markUnusable(client);
-      this.logger.warn(`Resetting a session with DISCARD ALL failed; the connection was discarded: ${this.db.describe(error)}`);
+      db.markUnusable(client);
+      this.logger.warn(`Resetting a session with DISCARD ALL failed; the connection was discarded: ${db.describe(error)}`);
     }
   }
 

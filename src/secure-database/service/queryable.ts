@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { InvalidQueryError, NotFoundError, ResultTooLargeError, TooManyRowsError } from '../errors/query.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
-import { queryBounded } from './bounded-query.js';
+import { type StatementEnvelope, queryBounded } from './bounded-query.js';
 import { SqlFragment } from './sql.js';
 
 /** A row as node-postgres returns it: column name → parsed value. */
@@ -183,10 +183,16 @@ export function changesSession(result: pg.QueryResult): boolean {
  * server cutting the result off after maxRows + 1 rows (see bounded-query.ts): a result over the
  * limit is a ResultTooLargeError that memory never held.
  */
-export async function runStatement(client: pg.ClientBase, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+export async function runStatement(
+  client: pg.ClientBase,
+  text: string,
+  values: readonly unknown[] | undefined,
+  shape: ResultShape,
+  envelope?: StatementEnvelope,
+): Promise<pg.QueryResult> {
   const { maxRows, rowMode } = shape;
   const limit = maxRows === 0 || maxRows === Infinity ? 0 : maxRows + 1;
-  const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0);
+  const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope);
   if (maxRows !== 0 && result.rows.length > maxRows) throw new ResultTooLargeError(maxRows);
   return result;
 }

@@ -36,12 +36,14 @@ export class ScopedConnection extends Queryable {
   }
 
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+    this.db.guardStatement(text);
     const result = await this.onClient((client) => runStatement(client, text, values, shape));
     if (changesSession(result)) this.sessionChanged = true;
     return result;
   }
 
   protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R> {
+    this.db.guardStatement(text);
     const client = this.usableClient();
     this.streaming = true;
     try {
@@ -74,10 +76,8 @@ export class ScopedConnection extends Queryable {
     try {
       return await query(client);
     } catch (error) {
-      if (isConnectionUnusable(error)) {
-        this.broken = true;
-        this.db.markUnusable(client);
-      }
+      if (isConnectionUnusable(error)) this.broken = true;
+      this.db.discardIfBroken(client, error);
       const mapped = this.db.mapError(error);
       this.firstError ??= mapped;
       throw mapped;

@@ -13,6 +13,8 @@ export interface TlsPolicy {
   verifiesHostname: boolean;
   /** Where trusted CAs come from. */
   caSource: 'DATABASE_SSL_ROOT_CERT' | 'sslrootcert' | 'node-default' | 'none';
+  /** DATABASE_SSL_MIN_MODE: under verify-full a pooler's plaintext connection to the server is refused too. */
+  minMode: MinimumSslMode;
   /** For pg's `ssl` option. */
   ssl: false | ConnectionOptions;
   warnings: string[];
@@ -131,6 +133,7 @@ export function resolveTlsPolicy(input: TlsPolicyInput, problems: string[]): Tls
     verifiesChain,
     verifiesHostname: mode === 'verify-full',
     caSource: mode === 'disable' ? 'none' : caSource,
+    minMode: input.sslMinMode,
     ssl,
     warnings,
   };

@@ -1,0 +1,31 @@
+/** The server-side timeouts the module applies to every statement, in milliseconds (validated whole numbers). */
+export interface ServerTimeouts {
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+}
+
+const SETTINGS: Array<[keyof ServerTimeouts, string]> = [
+  ['statementTimeoutMs', 'statement_timeout'],
+  ['lockTimeoutMs', 'lock_timeout'],
+  ['idleInTransactionTimeoutMs', 'idle_in_transaction_session_timeout'],
+];
+
+// The values are integers validated at startup, never input; the functions are pg_catalog-qualified
+// so a role's search_path cannot replace them (see tls-assertion.ts).
+const assignments = (timeouts: ServerTimeouts, local: boolean) =>
+  SETTINGS.map(([key, name]) => `pg_catalog.set_config('${name}', '${Math.trunc(timeouts[key])}', ${local})`).join(', ');
+
+/**
+ * Behind a transaction pooler, for the transaction the module opens around each statement (and after
+ * BEGIN in transaction()): set_config(…, true) is SET LOCAL, so the timeouts hold for exactly this
+ * transaction on whichever server connection runs it, and leave nothing behind on that connection.
+ */
+export function localTimeoutsSql(timeouts: ServerTimeouts): string {
+  return `SELECT ${assignments(timeouts, true)}`;
+}
+
+/** Behind a session pooler: set once per connection (and again after DISCARD ALL), as the startup packet would. */
+export function sessionTimeoutsSql(timeouts: ServerTimeouts): string {
+  return `SELECT ${assignments(timeouts, false)}`;
+}

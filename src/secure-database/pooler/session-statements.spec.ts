@@ -1,0 +1,42 @@
+import { describe, expect, it } from '@jest/globals';
+import { leadingWords, sessionStatementReason } from './session-statements.js';
+
+describe('statements a transaction pooler cannot take', () => {
+  it('reads the first keywords past whitespace and comments, nested ones included', () => {
+    expect(leadingWords('  -- note\n /* a /* nested */ b */ set local x = 1', 3)).toEqual(['SET', 'LOCAL', 'X']);
+    expect(leadingWords('(SELECT 1)', 2)).toEqual([]);
+  });
+
+  it.each([
+    'SET search_path = app',
+    'set session authorization bob',
+    'SET ROLE admin',
+    'SET TIME ZONE UTC',
+    '/* hide */ RESET ALL',
+    'DISCARD ALL',
+    'LISTEN jobs',
+    'UNLISTEN *',
+    'PREPARE q AS SELECT 1',
+    'DEALLOCATE ALL',
+    'LOAD \'auto_explain\'',
+    'DECLARE c CURSOR WITH HOLD FOR SELECT 1',
+    'CREATE TEMP TABLE t (x int)',
+    'CREATE LOCAL TEMPORARY TABLE t (x int)',
+  ])('refuses %s', (statement) => {
+    expect(sessionStatementReason(statement)).toMatch(/session|pooler/);
+  });
+
+  it.each([
+    'SELECT 1',
+    'SET LOCAL statement_timeout = 100',
+    'SET TRANSACTION ISOLATION LEVEL SERIALIZABLE',
+    'SET CONSTRAINTS ALL DEFERRED',
+    'DECLARE c CURSOR FOR SELECT 1',
+    'CREATE TEMP TABLE t (x int) ON COMMIT DROP',
+    'CREATE TABLE settings (x int)',
+    "INSERT INTO notes (body) VALUES ('SET search_path')",
+    'WITH x AS (SELECT 1) SELECT * FROM x',
+  ])('allows %s', (statement) => {
+    expect(sessionStatementReason(statement)).toBeUndefined();
+  });
+});
