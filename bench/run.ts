@@ -3,6 +3,7 @@
 import 'reflect-metadata';
 import { performance } from 'node:perf_hooks';
 import { ARM_TITLES, type ArmKey, type ConnectionCostResult, runConnectionCost } from './scenarios/connection-cost.scenario.js';
+import { type BoundedResults, runBoundedResults } from './scenarios/bounded-results.scenario.js';
 import { type MemoryResult, runMemory } from './scenarios/memory.scenario.js';
 import { type RecoveryResult, runRecovery } from './scenarios/recovery.scenario.js';
 import { type ThroughputResult, runThroughput, workloadTitle } from './scenarios/throughput.scenario.js';
@@ -24,6 +25,7 @@ interface Results {
   connection?: ConnectionCostResult;
   memory?: MemoryResult;
   recovery?: RecoveryResult;
+  bounded?: BoundedResults;
 }
 
 async function runScenarios(bench: BenchDatabase, options: BenchOptions, report: Report): Promise<Results> {
@@ -54,6 +56,7 @@ async function runScenarios(bench: BenchDatabase, options: BenchOptions, report:
     if (options.only.has('connect')) results.connection = await runConnectionCost(target, options, report);
     if (options.only.has('memory')) results.memory = await runMemory(service.service, options, report);
     if (options.only.has('recovery')) results.recovery = await runRecovery(target, service.service, rawPg.pool, options, report);
+    if (options.only.has('bounded')) results.bounded = await runBoundedResults(target, options, report);
     return results;
   } finally {
     await Promise.allSettled([...peers, service, rawPg].map((c) => c.close()));
@@ -120,6 +123,19 @@ function printSummary(results: Results, options: BenchOptions, machine: string[]
     report.table(
       [`Memory, DatabaseService, ${whole(m.queries)} queries`, 'after warm-up MB', 'after the queries MB', 'delta MB'],
       (['heapUsed', 'rss'] as const).map((k) => [k, mb(m.before[k]), mb(m.after[k]), mb(m.after[k] - m.before[k])]),
+    );
+    report.line();
+  }
+  const b = results.bounded;
+  if (b) {
+    report.table(
+      [`Reading ${whole(b.streamRows)} rows (own process each)`, 'rows/s (median)', 'client CPU µs/row', 'RSS at start MB', 'peak RSS MB (max)'],
+      b.readers.map((r) => [r.reader, whole(r.rowsPerSec), fixed(r.cpuUsPerRow, 2), fixed(r.rssAtStartMb, 0), fixed(r.peakRssMb, 0)]),
+    );
+    report.line();
+    report.table(
+      [`Demo, ${whole(b.demoUsers)} active users, 8 concurrent clients`, 'requests', 'rows read', 'seconds', 'RSS ready MB', 'peak RSS MB'],
+      b.demo.map((d) => [d.workload, whole(d.requests), whole(d.rowsRead), fixed(d.seconds, 1), fixed(d.rssAtReadyMb, 0), fixed(d.peakRssMb, 0)]),
     );
     report.line();
   }

@@ -15,16 +15,20 @@ export interface BenchOptions {
   connectSamples: number;
   recoveryRounds: number;
   memoryQueries: number;
+  /** Rows of the table the bounded-results scenario streams. */
+  streamRows: number;
+  /** Users in the demo's table for the bounded-results scenario. */
+  demoUsers: number;
   /** Scenarios to run: select, insert, connect, memory, recovery. */
   only: Set<string>;
   /** Where the raw output goes; `-` for nowhere. */
   resultsDir: string;
 }
 
-export const SCENARIOS = ['select', 'insert', 'connect', 'memory', 'recovery'] as const;
+export const SCENARIOS = ['select', 'insert', 'connect', 'memory', 'recovery', 'bounded'] as const;
 
-const FULL = { rounds: 5, selectOps: 5_000, insertOps: 2_000, warmupOps: 300, connectSamples: 40, recoveryRounds: 3, memoryQueries: 200_000 };
-const QUICK = { rounds: 2, selectOps: 1_500, insertOps: 600, warmupOps: 100, connectSamples: 12, recoveryRounds: 1, memoryQueries: 25_000 };
+const FULL = { rounds: 5, selectOps: 5_000, insertOps: 2_000, warmupOps: 300, connectSamples: 40, recoveryRounds: 3, memoryQueries: 200_000, streamRows: 1_000_000, demoUsers: 300_000 };
+const QUICK = { rounds: 2, selectOps: 1_500, insertOps: 600, warmupOps: 100, connectSamples: 12, recoveryRounds: 1, memoryQueries: 25_000, streamRows: 200_000, demoUsers: 60_000 };
 
 function argValue(argv: string[], name: string): string | undefined {
   const prefix = `--${name}=`;
@@ -57,6 +61,8 @@ export function readBenchOptions(argv = process.argv.slice(2), env = process.env
     connectSamples: pick('connect-samples', 'BENCH_CONNECT_SAMPLES', base.connectSamples),
     recoveryRounds: pick('recovery-rounds', 'BENCH_RECOVERY_ROUNDS', base.recoveryRounds),
     memoryQueries: pick('memory-queries', 'BENCH_MEMORY_QUERIES', base.memoryQueries),
+    streamRows: pick('stream-rows', 'BENCH_STREAM_ROWS', base.streamRows),
+    demoUsers: pick('demo-users', 'BENCH_DEMO_USERS', base.demoUsers),
     only,
     resultsDir: argValue(argv, 'results-dir') ?? env.BENCH_RESULTS_DIR ?? 'bench/results',
   };
