@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type pg from 'pg';
 import { ConfigurationError } from '../errors/configuration.errors.js';
+import { type ChannelBindingMode, resolveChannelBinding } from '../auth/channel-binding.js';
 import type { AppEnv, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
 import { type LoadBalanceHosts, TARGET_SESSION_ATTRS, type TargetSessionAttrs } from '../failover/target-session-attrs.js';
 import { type PoolerDecision, decidePooler } from '../pooler/pooler-mode.js';
@@ -28,6 +29,8 @@ export interface ResolvedDatabaseConfig {
   /** The full per-connection config (password non-enumerable). */
   client: pg.ClientConfig;
   tls: TlsPolicy;
+  /** channel_binding: under `require` every connection must authenticate with SCRAM-SHA-256-PLUS (auth/). */
+  channelBinding: ChannelBindingMode;
   cloud: CloudFacts;
   applicationName: string;
   /** The timeouts the client enforces itself (the server-side ones are in `client`). */
@@ -104,9 +107,6 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
   if (pooler.mode !== 'none' && params.options && /(^|\s)(-c|--)/.test(params.options)) {
     problems.push('options in DATABASE_URL sets server settings in the startup packet, which poolers refuse: set them per role (ALTER ROLE … SET) instead');
   }
-  if (params.channel_binding === 'require') {
-    problems.push('channel_binding=require is not supported yet: remove it or use channel_binding=prefer');
-  }
   const tls = resolveTlsPolicy(
     {
       sslmode: params.sslmode,
@@ -121,6 +121,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     },
     problems,
   );
+  const channelBinding = resolveChannelBinding({ url: params.channel_binding, option: options.channelBinding, encrypted: tls.encrypted }, problems);
   const direct = resolveDirect(options, pooler, env, problems);
   if (problems.length > 0 || !url) throw new ConfigurationError(scrub(problems, [url?.password, rawUrl, options.directUrl]));
 
@@ -158,7 +159,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
       : {}),
     // Client-side backstop for a network that swallows packets: the server's own timeout never arrives.
     query_timeout: options.statementTimeoutMs + connectMs,
-    enableChannelBinding: params.channel_binding === 'prefer',
+    enableChannelBinding: channelBinding !== 'disable',
     ...(params.sslnegotiation === 'direct' ? { sslnegotiation: 'direct' } : {}),
   };
   Object.defineProperty(client, 'password', { value: url.password, enumerable: false });
@@ -174,6 +175,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     direct,
     client,
     tls,
+    channelBinding,
     cloud,
     applicationName,
     timeouts: { connectMs, acquireMs: options.acquireTimeoutMs, shutdownMs: options.shutdownTimeoutMs },

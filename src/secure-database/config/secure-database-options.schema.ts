@@ -1,4 +1,5 @@
 import Joi from 'joi';
+import { CHANNEL_BINDING_MODES, type ChannelBindingMode } from '../auth/channel-binding.js';
 import type { MinimumSslMode, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
 import { POOLER_MODES, type PoolerMode } from '../pooler/pooler-mode.js';
 
@@ -26,6 +27,7 @@ export const DATABASE_ENV_NAMES = {
   pooler: 'DATABASE_POOLER',
   directUrl: 'DATABASE_DIRECT_URL',
   readOnly: 'DATABASE_READ_ONLY',
+  channelBinding: 'DATABASE_CHANNEL_BINDING',
 } as const satisfies Record<Exclude<keyof SecureDatabaseModuleOptions, 'name'>, string>;
 
 export const DATABASE_DEFAULTS = {
@@ -69,6 +71,7 @@ export interface ValidatedOptions {
   pooler?: PoolerMode;
   directUrl?: string;
   readOnly: boolean;
+  channelBinding?: ChannelBindingMode;
 }
 
 const label = (key: keyof typeof DATABASE_ENV_NAMES) => `${DATABASE_ENV_NAMES[key]} (${key})`;
@@ -125,6 +128,7 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
   pooler: Joi.string().valid(...POOLER_MODES).label(label('pooler')),
   directUrl: Joi.string().label(label('directUrl')),
   readOnly: Joi.boolean().truthy('1', 'yes').falsy('0', 'no').default(false).label(label('readOnly')),
+  channelBinding: Joi.string().valid(...CHANNEL_BINDING_MODES).label(label('channelBinding')),
 })
   .or('url', 'urlFile')
   .oxor('url', 'urlFile')

@@ -70,6 +70,12 @@ export interface SecureDatabaseModuleOptions {
    * recovery (a standby) or a read-only session, and is refused otherwise. Default false.
    */
   readOnly?: boolean | string;
+  /**
+   * libpq's channel_binding (DATABASE_CHANNEL_BINDING), wins over `channel_binding` in the URL:
+   * `require` refuses any connection that did not authenticate with SCRAM-SHA-256-PLUS (bound to the
+   * TLS channel), `prefer` uses it when the server offers it. Default `disable`, as in node-postgres.
+   */
+  channelBinding?: 'disable' | 'prefer' | 'require';
 }
 
 export interface SecureDatabaseOptionsFactory {
