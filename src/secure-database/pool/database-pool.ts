@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import pg from 'pg';
+import { observeAuthentication } from '../auth/observe-authentication.js';
 import type { HostPort } from '../config/database-url.js';
 import type { ResolvedDatabaseConfig } from '../config/resolve-database-config.js';
 import { ShuttingDownError, ConnectTimeoutError, SslNotActiveError } from '../errors/connection.errors.js';
@@ -10,6 +11,7 @@ import type { ServerState } from '../failover/target-session-attrs.js';
 import { refuseSessionStatement } from '../pooler/session-statements.js';
 import { localTimeoutsSql, sessionTimeoutsSql } from '../pooler/server-settings.js';
 import type { StatementEnvelope } from '../service/bounded-query.js';
+import { type CertificateExpiry, certificateExpiryOf } from '../tls/certificate-expiry.js';
 import { type ConnectionTlsFacts, assertConnectionTls } from '../tls/tls-assertion.js';
 import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
 
@@ -43,6 +45,8 @@ export class DatabasePool {
   lastTls?: ConnectionTlsFacts;
   /** Where the most recent new connection landed, and what the server said it was. */
   lastServer?: HostPort & ServerState;
+  /** The first certificate to expire in the chain the most recent new connection was shown (startup log, health). */
+  lastCertificate?: CertificateExpiry;
   /** Behind a transaction pooler, the pool of DATABASE_DIRECT_URL (withConnection's). */
   readonly direct?: DatabasePool;
   /** Behind a transaction pooler: BEGIN and the SET LOCAL timeouts before each statement, COMMIT after. */
@@ -73,6 +77,8 @@ export class DatabasePool {
     class SecureClient extends pg.Client {
       constructor() {
         super(clientConfig);
+        // Before connect(): sees how the server authenticates, and enforces channel_binding=require while it does.
+        observeAuthentication(this, config);
         this.on('error', () => unusable.add(this));
       }
 
@@ -222,6 +228,7 @@ export class DatabasePool {
       );
       this.assertions.passed++;
       this.lastTls = asserted.tls;
+      this.lastCertificate = certificateExpiryOf(client);
       this.lastServer = { host: client.host, port: client.port, ...asserted.server };
       if (pooled && tls.encrypted && !asserted.tls.ssl && !this.warnedPlaintextServerLeg) {
         this.warnedPlaintextServerLeg = true;
