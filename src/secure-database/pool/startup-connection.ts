@@ -1,6 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import { ConnectTimeoutError, ConnectionError, ServerRoleMismatchError, TooManyConnectionsError } from '../errors/connection.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
+import { certificateExpiryWarning } from '../tls/certificate-expiry.js';
 import type { DatabasePool } from './database-pool.js';
 
 // Only what can heal by itself: refused/reset/DNS/starting up (57P03), timeouts, no free server slot,
@@ -25,6 +26,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 export async function establishStartupConnection(db: DatabasePool, logger: Logger): Promise<void> {
   await openFirstConnection(db, logger);
   logger.log(describeConnection(db));
+  const expiry = certificateExpiryWarning(db.lastCertificate);
+  if (expiry) logger.warn(expiry);
   if (db.direct) {
     await openFirstConnection(db.direct, logger);
     logger.log(`Direct connection for withConnection (DATABASE_DIRECT_URL): ${describeConnection(db.direct)}`);
