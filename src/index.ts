@@ -7,7 +7,7 @@ export type {
   MinimumSslMode,
   AppEnv,
 } from './secure-database/interfaces/secure-database-options.interface.js';
-export { databaseConfig, readDatabaseEnv } from './secure-database/config/database.config.js';
+export { databaseConfig, readDatabaseEnv, readReplicaEnv, replicaDatabaseConfig } from './secure-database/config/database.config.js';
 export { DATABASE_ENV_NAMES, DATABASE_DEFAULTS } from './secure-database/config/secure-database-options.schema.js';
 export { resolveDatabaseConfig, type ResolvedDatabaseConfig } from './secure-database/config/resolve-database-config.js';
 export { redactUrl } from './secure-database/config/database-url.js';

@@ -1,8 +1,9 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
 import { APP_FILTER } from '@nestjs/core';
-import { DatabaseExceptionFilter, SecureDatabaseModule, databaseConfig } from '../index.js';
+import { DatabaseExceptionFilter, SecureDatabaseModule, databaseConfig, replicaDatabaseConfig } from '../index.js';
 import { HealthModule } from './health/health.module.js';
+import { REPLICA, replicaConfigured } from './replica.js';
 import { UsersModule } from './users/users.module.js';
 
 /** The demo: the module used exactly as an application should use it. */
@@ -10,6 +11,8 @@ import { UsersModule } from './users/users.module.js';
   imports: [
     ConfigModule.forRoot({ ignoreEnvFile: true }),
     SecureDatabaseModule.forRootAsync(databaseConfig.asProvider()),
+    // DATABASE_REPLICA_URL: a readOnly second connection the list and export routes read from.
+    ...(replicaConfigured() ? [SecureDatabaseModule.forRootAsync({ name: REPLICA, ...replicaDatabaseConfig.asProvider() })] : []),
     HealthModule,
     UsersModule,
   ],

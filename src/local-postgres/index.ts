@@ -2,3 +2,4 @@
 // Not part of the library's public API.
 export { startLocalPostgres, type LocalPostgres } from './local-postgres.js';
 export { LocalPostgresCluster, type LocalClusterFacts, type ClusterSpec, freePort } from './local-postgres-cluster.js';
+export { waitForReplay } from './streaming-standby.js';

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, readdir, writeFile, appendFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, cp, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { createServer, isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -36,6 +36,13 @@ export interface ClusterSpec {
   tls: string[] | false;
   /** Extra postgresql.conf settings. */
   settings?: Record<string, string | number>;
+  /** Loopback address to listen on; default 127.0.0.1 (127.0.0.2, 127.0.0.3 … for a server of another name). */
+  listen?: string;
+  /**
+   * Name of another cluster of the same startLocalPostgres call: this one is then made from a base
+   * backup of it and runs as its hot standby, streaming over verified TLS (see streaming-standby.ts).
+   */
+  standbyOf?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -53,7 +60,7 @@ export function randomPassword(): string {
   return randomBytes(18).toString('base64url');
 }
 
-async function chownTree(path: string, account: ServerAccount | undefined): Promise<void> {
+export async function chownTree(path: string, account: ServerAccount | undefined): Promise<void> {
   if (!account) return;
   await chown(path, account.uid, account.gid);
   for (const entry of await readdir(path, { withFileTypes: true, recursive: true })) {
@@ -132,7 +139,14 @@ export class LocalPostgresCluster {
   }
 
   async start(): Promise<void> {
-    await this.pgCtl(['start', '-w', '-t', '30', '-l', join(this.facts.dataDir, 'server.log')]);
+    const log = join(this.facts.dataDir, 'server.log');
+    try {
+      await this.pgCtl(['start', '-w', '-t', '30', '-l', log]);
+    } catch (error) {
+      // pg_ctl only says it did not start: the server's log says why.
+      const tail = await readFile(log, 'utf8').then((text) => text.split('\n').slice(-15).join('\n'), () => '(no server log)');
+      throw new Error(`${this.name} did not start: ${(error as Error).message}\n${tail}`, { cause: error });
+    }
   }
 
   async stop(mode: 'smart' | 'fast' | 'immediate' = 'fast'): Promise<void> {
@@ -142,6 +156,11 @@ export class LocalPostgresCluster {
   async restart(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
     await this.stop(mode);
     await this.start();
+  }
+
+  /** Ends recovery on a standby: it becomes a primary that accepts writes (pg_ctl promote, waiting until it does). */
+  async promote(): Promise<void> {
+    await this.pgCtl(['promote', '-w', '-t', '30']);
   }
 
   async isRunning(): Promise<boolean> {
@@ -168,7 +187,7 @@ export async function createCluster(
   await cp(opts.templateDir, dataDir, { recursive: true });
   const port = await freePort();
   const settings: Record<string, string | number> = {
-    listen_addresses: "'127.0.0.1'",
+    listen_addresses: `'${spec.listen ?? '127.0.0.1'}'`,
     port,
     unix_socket_directories: "''",
     max_connections: 100,
@@ -189,9 +208,9 @@ export async function createCluster(
       ssl_key_file: "'tls/server.key'",
       ssl_min_protocol_version: "'TLSv1.2'",
     });
-    hba += 'hostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n';
+    hba += 'hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl replication all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n';
   } else {
-    hba += 'host all all 127.0.0.1/32 scram-sha-256\n';
+    hba += 'host all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n';
   }
   await writeFile(join(dataDir, 'pg_hba.conf'), hba);
   const conf = Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n');
@@ -201,7 +220,7 @@ export async function createCluster(
 
   const cluster = new LocalPostgresCluster({
     name: spec.name,
-    host: '127.0.0.1',
+    host: spec.listen ?? '127.0.0.1',
     port,
     database: 'app',
     user: 'app',

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type ClusterSpec, type LocalPostgresCluster, createCluster, initTemplate, randomPassword } from './local-postgres-cluster.js';
 import { startOrphanReaper } from './orphan-reaper.js';
+import { createStandby } from './streaming-standby.js';
 import { type PostgresBinaries, findPostgresBinaries, resolveServerAccount } from './postgres-binaries.js';
 import { type CertificateAuthority, createCertificateAuthority } from './tls-certificates.js';
 
@@ -51,9 +52,16 @@ export async function startLocalPostgres(specs: ClusterSpec[]): Promise<LocalPos
       initTemplate(binaries.initdb, rootDir, superuserPassword, account),
     ]);
     const started = await Promise.all(
-      specs.map((spec) => createCluster(spec, { rootDir, templateDir, pgCtl: binaries.pgCtl, ca, superuserPassword, account })),
+      specs
+        .filter((spec) => !spec.standbyOf)
+        .map((spec) => createCluster(spec, { rootDir, templateDir, pgCtl: binaries.pgCtl, ca, superuserPassword, account })),
     );
     for (const cluster of started) clusters[cluster.name] = cluster;
+    for (const spec of specs.filter((s) => s.standbyOf)) {
+      const primary = clusters[spec.standbyOf!];
+      if (!primary) throw new Error(`${spec.name} is a standby of ${spec.standbyOf}, which is not among the clusters`);
+      clusters[spec.name] = await createStandby(spec, primary, { rootDir, ca, account });
+    }
     await rm(templateDir, { recursive: true, force: true });
     return { rootDir, binaries, ca, unrelatedCa, clusters, stop };
   } catch (error) {

@@ -90,6 +90,7 @@ describe('DatabaseHealthIndicator', () => {
       tlsProtocol: expect.stringMatching(/^TLSv1\.[23]$/),
       sslmode: 'verify-full',
       serverIdentityVerified: true,
+      role: 'primary',
       serverVersion: expect.stringMatching(/^\d+$/), // the major alone: health endpoints are often public
       latencyMs: expect.any(Number),
       pool: { total: expect.any(Number), idle: expect.any(Number), waiting: 0 },

@@ -1,5 +1,6 @@
-import { Injectable } from '@nestjs/common';
-import { DatabaseService, sql } from '../../index.js';
+import { Injectable, Optional } from '@nestjs/common';
+import { DatabaseService, InjectDatabase, sql } from '../../index.js';
+import { REPLICA } from '../replica.js';
 import type { CreateUserInput, User, UserStatus } from './user.js';
 
 const COLUMNS = sql.unsafeRaw('id, email, name, status, created_at AS "createdAt"');
@@ -12,7 +13,15 @@ export interface UsersPage {
 
 @Injectable()
 export class UsersRepository {
-  constructor(private readonly db: DatabaseService) {}
+  /** Where lists and exports read: the replica when one is configured (rows may lag the primary by its replication lag). */
+  private readonly reads: DatabaseService;
+
+  constructor(
+    private readonly db: DatabaseService,
+    @Optional() @InjectDatabase(REPLICA) replica?: DatabaseService,
+  ) {
+    this.reads = replica ?? db;
+  }
 
   create(input: CreateUserInput): Promise<User> {
     return this.db.fetchrow<User>(sql`INSERT INTO users (email, name) VALUES (${input.email}, ${input.name}) RETURNING ${COLUMNS}`);
@@ -24,7 +33,7 @@ export class UsersRepository {
    * whether another follows.
    */
   async findPage(status: UserStatus, limit: number, after?: string): Promise<UsersPage> {
-    const rows = await this.db.fetch<User>(
+    const rows = await this.reads.fetch<User>(
       sql`SELECT ${COLUMNS} FROM users WHERE status = ${status} ${after ? sql`AND id > ${after}` : sql``} ORDER BY id LIMIT ${limit + 1}`,
     );
     const items = rows.slice(0, limit);
@@ -33,7 +42,7 @@ export class UsersRepository {
 
   /** Every user with the status, read in batches: flat memory whatever the table's size. */
   streamByStatus(status: UserStatus): AsyncGenerator<User> {
-    return this.db.stream<User>(sql`SELECT ${COLUMNS} FROM users WHERE status = ${status} ORDER BY id`);
+    return this.reads.stream<User>(sql`SELECT ${COLUMNS} FROM users WHERE status = ${status} ORDER BY id`);
   }
 
   findById(id: string): Promise<User | null> {

@@ -17,3 +17,19 @@ export function readDatabaseEnv(env: NodeJS.ProcessEnv = process.env): SecureDat
  * Validation happens in the module, so options from code and from the environment get the same checks.
  */
 export const databaseConfig = registerAs('database', (): SecureDatabaseModuleOptions => readDatabaseEnv(process.env));
+
+/**
+ * A read replica as a second connection: DATABASE_REPLICA_URL, readOnly, every other DATABASE_*
+ * setting shared with the primary's (CA, timeouts, pool size …). The primary's pooler setting and
+ * direct URL are not: the replica's own URL decides (a known pooler host is detected as usual).
+ */
+export function readReplicaEnv(env: NodeJS.ProcessEnv = process.env): SecureDatabaseModuleOptions {
+  const { url: _url, urlFile: _urlFile, pooler: _pooler, directUrl: _directUrl, ...shared } = readDatabaseEnv(env);
+  return { ...shared, url: env.DATABASE_REPLICA_URL, readOnly: true };
+}
+
+/**
+ * `SecureDatabaseModule.forRootAsync({ name: 'replica', ...replicaDatabaseConfig.asProvider() })`, then
+ * `@InjectDatabase('replica')` where reads may be slightly stale.
+ */
+export const replicaDatabaseConfig = registerAs('database-replica', (): SecureDatabaseModuleOptions => readReplicaEnv(process.env));

@@ -4,6 +4,7 @@ import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/term
 import type pg from 'pg';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
+import { REPLICATION_STATUS_SQL, type ReplicationStatus, replicationStatus } from '../replica/replication-status.js';
 import { getDatabasePoolToken } from '../secure-database.utils.js';
 import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
 import { downReason } from './database-health-reason.js';
@@ -15,7 +16,6 @@ export interface DatabasePingOptions {
   connection?: string;
 }
 
-const PING_SQL = 'SELECT 1';
 
 /**
  * Terminus health indicator for a SecureDatabaseModule connection. List it in the providers of a
@@ -28,8 +28,11 @@ const PING_SQL = 'SELECT 1';
  * instance, which cures nothing and adds a reconnect storm. Readiness fails instead, so traffic goes
  * elsewhere until the database answers again.
  *
- * `up` carries the TLS facts (active, protocol, sslmode, whether chain and host name were verified),
- * the server version (the major alone in production), pool counters and the latency; `down` a short
+ * `up` carries the TLS facts (active, protocol, sslmode, whether chain and host name were verified;
+ * behind a pooler `tls` is the client-to-pooler leg and `serverLegTls` the pooler-to-server one), the
+ * server's role (`primary` or `standby`, with `replicationLagSeconds` on a standby), the server version
+ * and, from a host list, the host (both in full only in development), pool counters and the latency.
+ * Check each connection by name (`connection: 'replica'`) under a key of its own. `down` a short
  * fixed reason (`timeout`, `connection refused`, `pool exhausted`, `ssl not active`, `authentication
  * failed`, `shutting down`, …) and the library's error code, never a driver message, password or host
  * detail. From onModuleDestroy on it reports `shutting down` without touching the pool.
@@ -59,13 +62,18 @@ export class DatabaseHealthIndicator {
     const started = performance.now();
     const progress = { acquired: false };
     try {
-      await ping(db, timeoutMs, progress);
+      const { status, server } = await ping(db, timeoutMs, progress);
       const tls = db.lastTls;
+      const pooled = db.config.pooler.mode !== 'none';
       return indicator.up({
-        tls: tls?.ssl === true,
-        tlsProtocol: tls?.protocol,
+        tls: pooled ? tls?.clientLeg.encrypted === true : tls?.ssl === true,
+        tlsProtocol: pooled ? tls?.clientLeg.protocol : tls?.protocol,
         sslmode: db.config.tls.mode,
         serverIdentityVerified: tls?.verified === true && db.config.tls.verifiesHostname,
+        ...(pooled ? { pooler: db.config.pooler.mode, serverLegTls: tls?.ssl === true, serverLegTlsProtocol: tls?.protocol } : {}),
+        role: status.role,
+        ...(status.role === 'standby' ? { replicationLagSeconds: status.lagSeconds } : {}),
+        ...(db.config.verboseErrors && db.config.target.hosts.length > 1 && server ? { host: `${server.host}:${server.port}` } : {}),
         serverVersion: serverVersion(db),
         latencyMs: Math.round(performance.now() - started),
         pool: poolCounters(db),
@@ -107,24 +115,29 @@ function poolCounters(db: DatabasePool): { total: number; idle: number; waiting:
 }
 
 /**
- * Acquire + SELECT 1 under one deadline. After the deadline a connection still on its way is released
- * on arrival (never leaked, never left holding a slot), and one stuck in the ping is destroyed: its
- * state is unknown, and a blackholed socket would otherwise hold the slot until the client-side
- * query timeout.
+ * Acquire + one small query (the server's role and replication lag) under one deadline. After the
+ * deadline a connection still on its way is released on arrival (never leaked, never left holding a
+ * slot), and one stuck in the ping is destroyed: its state is unknown, and a blackholed socket would
+ * otherwise hold the slot until the client-side query timeout.
  */
-async function ping(db: DatabasePool, timeoutMs: number, progress: { acquired: boolean }): Promise<void> {
+async function ping(
+  db: DatabasePool,
+  timeoutMs: number,
+  progress: { acquired: boolean },
+): Promise<{ status: ReplicationStatus; server?: { host: string; port: number } }> {
   let expired = false;
   let pinging: pg.PoolClient | undefined;
-  const run = async (): Promise<void> => {
+  const run = async () => {
     const client = await db.acquire();
     if (expired) {
       db.release(client);
-      return;
+      return { status: { role: 'primary' as const } };
     }
     progress.acquired = true;
     pinging = client;
     try {
-      await client.query(PING_SQL);
+      const { rows } = await client.query(REPLICATION_STATUS_SQL);
+      return { status: replicationStatus(rows[0]), server: { host: (client as pg.Client).host, port: (client as pg.Client).port } };
     } catch (error) {
       if (isConnectionUnusable(error)) db.markUnusable(client);
       throw error;
@@ -133,7 +146,7 @@ async function ping(db: DatabasePool, timeoutMs: number, progress: { acquired: b
       db.release(client);
     }
   };
-  await promiseTimeout(timeoutMs, run(), () => {
+  return promiseTimeout(timeoutMs, run(), () => {
     expired = true;
     if (pinging) {
       db.markUnusable(pinging);
