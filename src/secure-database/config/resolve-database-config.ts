@@ -39,6 +39,8 @@ export interface ResolvedDatabaseConfig {
   startupRetries: number;
   /** Most rows a buffered query may return (per-call option maxRows overrides). */
   maxRows: number;
+  /** DatabaseService pipelines autocommit statements when the pool is saturated (never behind a transaction pooler). */
+  pipelining: boolean;
   warnings: string[];
 }
 
@@ -182,6 +184,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     pool: { max: options.poolMax, idleTimeoutMs: options.poolIdleTimeoutMs, maxLifetimeSeconds: options.maxLifetimeSeconds },
     startupRetries: options.startupRetries,
     maxRows: options.maxRows,
+    pipelining: options.pipelining && pooler.mode !== 'transaction',
     warnings,
   };
 }

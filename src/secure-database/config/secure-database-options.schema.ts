@@ -24,6 +24,7 @@ export const DATABASE_ENV_NAMES = {
   startupRetries: 'DATABASE_STARTUP_RETRIES',
   applicationName: 'DATABASE_APPLICATION_NAME',
   maxRows: 'DATABASE_MAX_ROWS',
+  pipelining: 'DATABASE_PIPELINING',
   pooler: 'DATABASE_POOLER',
   directUrl: 'DATABASE_DIRECT_URL',
   readOnly: 'DATABASE_READ_ONLY',
@@ -43,6 +44,7 @@ export const DATABASE_DEFAULTS = {
   shutdownTimeoutMs: 10_000,
   startupRetries: 3,
   maxRows: 10_000,
+  pipelining: false,
   sslMinMode: 'require' as MinimumSslMode,
 };
 
@@ -68,6 +70,7 @@ export interface ValidatedOptions {
   startupRetries: number;
   applicationName?: string;
   maxRows: number;
+  pipelining: boolean;
   pooler?: PoolerMode;
   directUrl?: string;
   readOnly: boolean;
@@ -125,6 +128,7 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
     .default(DATABASE_DEFAULTS.startupRetries),
   applicationName: Joi.string().max(63).label(label('applicationName')),
   maxRows: whole('maxRows', 1, 100_000_000, 'rows').default(DATABASE_DEFAULTS.maxRows),
+  pipelining: Joi.boolean().truthy('1', 'yes', 'on').falsy('0', 'no', 'off').default(DATABASE_DEFAULTS.pipelining).label(label('pipelining')),
   pooler: Joi.string().valid(...POOLER_MODES).label(label('pooler')),
   directUrl: Joi.string().label(label('directUrl')),
   readOnly: Joi.boolean().truthy('1', 'yes').falsy('0', 'no').default(false).label(label('readOnly')),

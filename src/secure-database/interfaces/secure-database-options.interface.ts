@@ -55,6 +55,12 @@ export interface SecureDatabaseModuleOptions {
    */
   maxRows?: number | string;
   /**
+   * When every pooled connection is busy, DatabaseService pipelines autocommit statements on the
+   * least busy ones instead of queueing them for a free connection (DATABASE_PIPELINING). Off behind
+   * a transaction pooler. Default false.
+   */
+  pipelining?: boolean | string;
+  /**
    * What sits between the app and PostgreSQL (DATABASE_POOLER): `transaction` (PgBouncer, Supavisor or
    * Neon's pooler in transaction mode), `session`, or `none`. Default: detected from known pooler hosts
    * (Neon's `-pooler.` hosts, Supabase pooler hosts and port 6543), else none.

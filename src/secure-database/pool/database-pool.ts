@@ -6,6 +6,7 @@ import type { ResolvedDatabaseConfig } from '../config/resolve-database-config.j
 import { ShuttingDownError, ConnectTimeoutError, SslNotActiveError } from '../errors/connection.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable, toDatabaseError } from '../errors/to-database-error.js';
+import { type PipelineStats, PipelinedRunner } from '../pipeline/pipelined-runner.js';
 import { connectToTarget } from '../failover/connect-to-target.js';
 import type { ServerState } from '../failover/target-session-attrs.js';
 import { refuseSessionStatement } from '../pooler/session-statements.js';
@@ -32,6 +33,8 @@ export interface DatabasePoolStats {
   /** New physical connections that passed / failed the TLS assertion. */
   tlsAssertionsPassed: number;
   tlsAssertionsFailed: number;
+  /** With pipelining on: connections shared by several callers now, statements in flight on them, the deepest. */
+  pipeline?: PipelineStats;
 }
 
 /**
@@ -51,6 +54,8 @@ export class DatabasePool {
   readonly direct?: DatabasePool;
   /** Behind a transaction pooler: BEGIN and the SET LOCAL timeouts before each statement, COMMIT after. */
   readonly statementEnvelope?: StatementEnvelope;
+  /** Autocommit statements pipelined when the pool is saturated (the pipelining option). */
+  readonly pipeline?: PipelinedRunner;
   private readonly logger: Logger;
   private warnedPlaintextServerLeg = false;
   private readonly unusable = new WeakSet<pg.ClientBase>();
@@ -67,6 +72,7 @@ export class DatabasePool {
     this.logger = new Logger(config.name ? `SecureDatabase:${config.name}` : 'SecureDatabase');
     if (config.direct) this.direct = new DatabasePool(config.direct);
     if (config.pooler.mode === 'transaction') this.statementEnvelope = { before: ['BEGIN', localTimeoutsSql(config.serverTimeouts)], after: ['COMMIT'] };
+    if (config.pipelining) this.pipeline = new PipelinedRunner(this);
     const unusable = this.unusable;
     const clientConfig = config.client;
     const connect = (client: pg.Client) => connectToTarget(client, this.connectPlan());
@@ -121,6 +127,7 @@ export class DatabasePool {
       inFlight: this.inFlight,
       tlsAssertionsPassed: this.assertions.passed,
       tlsAssertionsFailed: this.assertions.failed,
+      ...(this.pipeline ? { pipeline: this.pipeline.stats() } : {}),
     };
   }
 
@@ -169,6 +176,10 @@ export class DatabasePool {
   /** The connection will be destroyed instead of reused when released. */
   markUnusable(client: pg.ClientBase): void {
     this.unusable.add(client);
+  }
+
+  isUnusable(client: pg.ClientBase): boolean {
+    return this.unusable.has(client);
   }
 
   /**

@@ -54,6 +54,7 @@ export class DatabaseService extends Queryable {
     this.db.guardStatement(text);
     // Behind a transaction pooler: BEGIN, the SET LOCAL timeouts and COMMIT around the statement, in its round trip.
     const envelope = this.db.statementEnvelope;
+    if (this.db.pipeline) return this.db.pipeline.run(text, values, shape, (client) => this.resetSession(this.db, client));
     const client = await this.db.acquire();
     try {
       const result = await runStatement(client, text, values, shape, envelope);

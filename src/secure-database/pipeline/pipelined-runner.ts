@@ -1,0 +1,173 @@
+import type pg from 'pg';
+import { ShuttingDownError } from '../errors/connection.errors.js';
+import type { DatabasePool } from '../pool/database-pool.js';
+import { sessionStatementReason } from '../pooler/session-statements.js';
+import { type ResultShape, changesSession, runStatement } from '../service/queryable.js';
+
+/** A pooled connection running autocommit statements for several callers at once (pg's pipeline mode). */
+interface SharedConnection {
+  client: pg.PoolClient;
+  /** When each statement in flight on it was sent, oldest first: answers come back in that order. */
+  sent: number[];
+}
+
+// Statements in flight on one connection at most.
+const MAX_DEPTH = 16;
+// A statement never joins a connection whose oldest statement has run longer than this: one slow
+// query must not hold up fast ones queued behind it (head-of-line blocking).
+const HEAD_AGE_LIMIT_MS = 5;
+// Texts remembered as safe to pipeline or not (the same few statements repeat); cleared when full.
+const VERDICTS_MAX = 2_000;
+
+// pg checks the flag each time it sends; flipped only while the connection has nothing in flight.
+function setPipelineMode(client: pg.PoolClient, on: boolean): void {
+  (client as pg.PoolClient & { pipeline: boolean }).pipeline = on;
+}
+
+export interface PipelineStats {
+  /** Connections running statements for several callers now. */
+  sharedConnections: number;
+  /** Statements in flight on them. */
+  pipelined: number;
+  /** The most statements in flight on one connection now. */
+  depth: number;
+}
+
+/**
+ * Autocommit statements of DatabaseService that adapt to load. With a connection free (or room to open
+ * one) a statement takes it alone, exactly as without pipelining. When every connection is busy and
+ * nobody waits for a connection of their own (a transaction, a stream), the statement joins the least
+ * busy connection already running autocommit statements and is pipelined behind them: no wait for a
+ * free connection, fewer round trips. Each statement keeps its own Sync, so an error fails that
+ * statement alone; a connection that breaks fails exactly the statements in flight on it. The pool
+ * stays the only source of connections (TLS assertion, failover, lifetime and drain all apply); a
+ * connection goes back to it as soon as its last statement is answered, so waiters get it.
+ * Statements that change the session (SET, LISTEN, …) never share a connection.
+ */
+export class PipelinedRunner {
+  private readonly shared = new Set<SharedConnection>();
+  private readonly verdicts = new Map<string, boolean>();
+  /** This runner's callers waiting in the pool's queue (the rest of the queue wants exclusive connections). */
+  private acquiring = 0;
+  /** Callers waiting for a connection, woken when one becomes shared so they can join it instead. */
+  private sharedListeners: Array<() => void> = [];
+
+  constructor(private readonly db: DatabasePool) {}
+
+  stats(): PipelineStats {
+    let pipelined = 0;
+    let depth = 0;
+    for (const connection of this.shared) {
+      pipelined += connection.sent.length;
+      depth = Math.max(depth, connection.sent.length);
+    }
+    return { sharedConnections: this.shared.size, pipelined, depth };
+  }
+
+  async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape, resetSession: (client: pg.PoolClient) => Promise<void>): Promise<pg.QueryResult> {
+    if (!this.canPipeline(text)) return this.runAlone(await this.db.acquire(), text, values, shape, resetSession);
+    for (;;) {
+      const joined = this.joinable();
+      if (joined) return this.send(joined, text, values, shape);
+      const client = await this.lease();
+      if (client) return this.send(this.share(client), text, values, shape);
+    }
+  }
+
+  /** The least busy shared connection a statement may join now, if any. */
+  private joinable(): SharedConnection | undefined {
+    if (this.shared.size === 0) return undefined;
+    if (this.db.closed) throw new ShuttingDownError();
+    const { pool } = this.db;
+    // A free connection, or someone waiting for a connection of their own: no joining (they get the next free one).
+    if (pool.idleCount > 0 || pool.waitingCount > this.acquiring) return undefined;
+    const now = performance.now();
+    let best: SharedConnection | undefined;
+    for (const connection of this.shared) {
+      const depth = connection.sent.length;
+      if (depth >= MAX_DEPTH || now - connection.sent[0] > HEAD_AGE_LIMIT_MS) continue;
+      if (!best || depth < best.sent.length) best = connection;
+    }
+    return best;
+  }
+
+  /**
+   * A connection from the pool, or null when a connection became shared before one came free (the
+   * caller joins that instead; the connection that arrives later goes straight back to the pool).
+   * Behind a waiter for an exclusive connection it just queues: that waiter gets the next one.
+   */
+  private async lease(): Promise<pg.PoolClient | null> {
+    this.acquiring++;
+    const acquired = this.db.acquire().finally(() => this.acquiring--);
+    if (this.db.pool.waitingCount > this.acquiring) return acquired;
+    let stopListening = () => undefined as void;
+    const becameShared = new Promise<null>((resolve) => {
+      const listener = () => resolve(null);
+      this.sharedListeners.push(listener);
+      stopListening = () => void (this.sharedListeners = this.sharedListeners.filter((l) => l !== listener));
+    });
+    const winner = await Promise.race([acquired, becameShared]).finally(stopListening);
+    if (winner === null) acquired.then((client) => this.db.release(client), () => undefined);
+    return winner;
+  }
+
+  private share(client: pg.PoolClient): SharedConnection {
+    setPipelineMode(client, true);
+    const connection: SharedConnection = { client, sent: [] };
+    this.shared.add(connection);
+    const listeners = this.sharedListeners;
+    this.sharedListeners = [];
+    queueMicrotask(() => listeners.forEach((wake) => wake())); // after the owner's statement is counted
+    return connection;
+  }
+
+  private async send(connection: SharedConnection, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+    connection.sent.push(performance.now());
+    try {
+      return await runStatement(connection.client, text, values, shape);
+    } catch (error) {
+      this.db.discardIfBroken(connection.client, error);
+      if (this.db.isUnusable(connection.client)) this.shared.delete(connection); // nobody joins it again
+      throw this.db.mapError(error);
+    } finally {
+      connection.sent.shift();
+      if (connection.sent.length === 0) this.giveBack(connection);
+    }
+  }
+
+  private giveBack(connection: SharedConnection): void {
+    this.shared.delete(connection);
+    setPipelineMode(connection.client, false);
+    this.db.release(connection.client);
+  }
+
+  private async runAlone(
+    client: pg.PoolClient,
+    text: string,
+    values: readonly unknown[] | undefined,
+    shape: ResultShape,
+    resetSession: (client: pg.PoolClient) => Promise<void>,
+  ): Promise<pg.QueryResult> {
+    try {
+      const result = await runStatement(client, text, values, shape);
+      if (changesSession(result)) await resetSession(client);
+      return result;
+    } catch (error) {
+      this.db.discardIfBroken(client, error);
+      throw this.db.mapError(error);
+    } finally {
+      this.db.release(client);
+    }
+  }
+
+  /** False for statements that leave state on the connection: the callers sharing it would run under it. */
+  private canPipeline(text: string): boolean {
+    let verdict = this.verdicts.get(text);
+    if (verdict === undefined) {
+      if (this.verdicts.size >= VERDICTS_MAX) this.verdicts.clear();
+      verdict = sessionStatementReason(text) === undefined;
+      this.verdicts.set(text, verdict);
+    }
+    return verdict;
+  }
+}
