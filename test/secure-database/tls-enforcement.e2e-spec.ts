@@ -1,10 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import { readFileSync } from 'node:fs';
 import type pg from 'pg';
-import { ConfigurationError, SslNotActiveError, TlsVerificationError } from '../../src/index.js';
+import { ConfigurationError, ConnectionError, SslNotActiveError, TlsVerificationError } from '../../src/index.js';
+import { freePort } from '../../src/local-postgres/index.js';
 import { harness } from '../support/harness.js';
 import { startDatabaseApp, startupError } from '../support/database-app.js';
+import { TcpFaultProxy } from '../support/tcp-fault-proxy.js';
 import { startTlsTerminatingProxy } from '../support/tls-terminating-proxy.js';
 
 const h = harness();
@@ -30,12 +32,64 @@ describe('TLS enforcement on real servers', () => {
     expect(db.lastTls?.verified).toBe(true);
   });
 
-  it('a CA that did not sign the server certificate is refused, without retries', async () => {
-    const started = Date.now();
-    const error = await startupError({ url: h.tls.url(), sslRootCert: readFileSync(h.unrelatedCaPath, 'utf8'), startupRetries: 3 });
-    expect(error).toBeInstanceOf(TlsVerificationError);
-    expect(error.message).toMatch(/TLS verification failed: the server certificate .*(not signed by a trusted CA|self-signed)/);
-    expect(Date.now() - started).toBeLessThan(2000);
+  // Counted by attempts: the TCP connections a proxy in front of the server accepted, and the module's
+  // retry log ("attempt N of M"). The control shows both counters do see retries.
+  describe('startup never retries a TLS failure (startupRetries: 3)', () => {
+    let terminator: Awaited<ReturnType<typeof startTlsTerminatingProxy>>;
+    let proxy: TcpFaultProxy | undefined;
+    beforeAll(async () => {
+      terminator = await startTlsTerminatingProxy(h.caPath, h.plain.facts.port);
+    });
+    afterEach(() => proxy?.close());
+    afterAll(() => terminator.close());
+
+    /** Starts the module through a fresh proxy in front of `port`; the error, the attempts and the retry log lines. */
+    const attempt = async (url: string, serverPort: number, options: { sslRootCert?: string } = { sslRootCert: h.caPem }) => {
+      proxy = await TcpFaultProxy.start({ host: '127.0.0.1', port: serverPort });
+      const warn = jest.spyOn(Logger.prototype, 'warn');
+      try {
+        const error = await startupError({ url: url.replace(/:(\d+)\//, `:${proxy.port}/`), startupRetries: 3, connectTimeoutMs: 3000, ...options });
+        const retries = warn.mock.calls.map((c) => String(c[0])).filter((line) => /attempt \d of 4/.test(line));
+        return { error, attempts: proxy.accepted, retries };
+      } finally {
+        warn.mockRestore();
+      }
+    };
+
+    it('a CA that did not sign the server certificate: one attempt', async () => {
+      const { error, attempts, retries } = await attempt(h.tls.url(), h.tls.facts.port, { sslRootCert: readFileSync(h.unrelatedCaPath, 'utf8') });
+      expect(error).toBeInstanceOf(TlsVerificationError);
+      expect(error.message).toMatch(/TLS verification failed: the server certificate .*(not signed by a trusted CA|self-signed)/);
+      expect({ attempts, retries }).toEqual({ attempts: 1, retries: [] });
+    });
+
+    it('a certificate for another host: one attempt', async () => {
+      const { error, attempts, retries } = await attempt(h.wrongHost.url(), h.wrongHost.facts.port);
+      expect(error).toBeInstanceOf(TlsVerificationError);
+      expect(error.message).toContain('does not name this host');
+      expect({ attempts, retries }).toEqual({ attempts: 1, retries: [] });
+    });
+
+    it('a server that offers no TLS: one attempt', async () => {
+      const { error, attempts, retries } = await attempt(h.plain.url(), h.plain.facts.port);
+      expect(error).toBeInstanceOf(SslNotActiveError);
+      expect(error.message).toBe('SSL required but not active: the server does not offer TLS');
+      expect({ attempts, retries }).toEqual({ attempts: 1, retries: [] });
+    });
+
+    it('a TLS terminator that forwards in plaintext (caught by pg_stat_ssl): one attempt', async () => {
+      const { error, attempts, retries } = await attempt(h.plain.url(), terminator.port);
+      expect(error).toBeInstanceOf(SslNotActiveError);
+      expect(error.message).toBe('SSL required but not active: the server reports this connection unencrypted (pg_stat_ssl)');
+      expect({ attempts, retries }).toEqual({ attempts: 1, retries: [] });
+    });
+
+    it('control: a transient failure (the connection reset, nothing behind the proxy) is retried 3 times, and both counters see it', async () => {
+      const { error, attempts, retries } = await attempt(h.tls.url(), await freePort());
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect(attempts).toBe(4);
+      expect(retries.map((line) => /attempt (\d) of 4/.exec(line)?.[1])).toEqual(['2', '3', '4']);
+    });
   });
 
   it('the Node CA store (no CA configured) does not trust a private CA', async () => {
@@ -62,6 +116,32 @@ describe('TLS enforcement on real servers', () => {
       expect(warn.mock.calls.map((c) => String(c[0])).join('\n')).toMatch(/sslmode=require .* man-in-the-middle/);
     } finally {
       warn.mockRestore();
+    }
+  });
+
+  it.each([
+    ['verify-full (the default)', () => h.tls, {}, 'verify-full', 'verified (chain and host name)'],
+    ['verify-ca, certificate for another host', () => h.wrongHost, { sslmode: 'verify-ca' }, 'verify-ca', 'verified (chain only)'],
+    ['require, no CA', () => h.tls, { sslmode: 'require' }, 'require', 'NOT verified'],
+  ] as const)('the startup line states what was verified: %s', async (_name, cluster, params, mode, identity) => {
+    const log = jest.spyOn(Logger.prototype, 'log');
+    try {
+      const { db, close } = await startDatabaseApp({
+        url: cluster().url(params),
+        ...(mode === 'require' ? {} : { sslRootCert: h.caPem }),
+        applicationName: 'startup-line-test',
+      });
+      await close();
+      const { host, port, database, user } = cluster().facts;
+      const line = log.mock.calls.map((c) => String(c[0])).find((l) => l.startsWith('Connected to '));
+      expect(line).toBe(
+        `Connected to ${host}:${port}/${database} as ${user}: TLS ${db.lastTls?.protocol} (${db.lastTls?.cipher}), sslmode=${mode}, ` +
+          `server identity ${identity}; PostgreSQL ${db.lastTls?.serverVersion}; application_name=startup-line-test`,
+      );
+      expect(db.lastTls?.protocol).toMatch(/^TLSv1\.[23]$/);
+      expect(db.lastTls?.verified).toBe(mode !== 'require');
+    } finally {
+      log.mockRestore();
     }
   });
 

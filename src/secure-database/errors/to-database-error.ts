@@ -71,6 +71,8 @@ const TLS_CODES: Record<string, string> = {
   UNABLE_TO_GET_ISSUER_CERT: 'the server certificate is not signed by a trusted CA',
   CERT_HAS_EXPIRED: 'the server certificate has expired',
   CERT_NOT_YET_VALID: 'the server certificate is not yet valid',
+  // OpenSSL's handshake errors (a protocol_version alert from a server offering only TLS 1.0/1.1, no cipher in common).
+  EPROTO: 'the TLS handshake failed (no protocol version or cipher in common with the server; TLS 1.2 is the minimum)',
 };
 
 // Messages of node-postgres / pg-pool errors that carry no code.
