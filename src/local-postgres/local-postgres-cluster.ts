@@ -43,6 +43,13 @@ export interface ClusterSpec {
    * backup of it and runs as its hot standby, streaming over verified TLS (see streaming-standby.ts).
    */
   standbyOf?: string;
+  /**
+   * pg_hba.conf method for every role's connections (default scram-sha-256). `md5` only asks for md5
+   * when the role's password is stored as md5: add `password_encryption: "'md5'"` to `settings`.
+   */
+  auth?: 'scram-sha-256' | 'md5' | 'password' | 'trust';
+  /** Validity of the server certificate in days (default 365). */
+  certificateDays?: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -202,15 +209,15 @@ export async function createCluster(
   let hba = '# written by local-postgres\n';
   if (spec.tls) {
     await mkdir(join(dataDir, 'tls'));
-    await issueServerCertificate(opts.ca, join(dataDir, 'tls'), spec.tls);
+    await issueServerCertificate(opts.ca, join(dataDir, 'tls'), spec.tls, spec.certificateDays);
     Object.assign(settings, {
       ssl_cert_file: "'tls/server.crt'",
       ssl_key_file: "'tls/server.key'",
       ssl_min_protocol_version: "'TLSv1.2'",
     });
-    hba += 'hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl replication all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n';
+    hba += `hostssl all all 127.0.0.1/32 ${spec.auth ?? 'scram-sha-256'}\nhostssl replication all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n`;
   } else {
-    hba += 'host all all 127.0.0.1/32 scram-sha-256\nhost replication all 127.0.0.1/32 scram-sha-256\n';
+    hba += `host all all 127.0.0.1/32 ${spec.auth ?? 'scram-sha-256'}\nhost replication all 127.0.0.1/32 scram-sha-256\n`;
   }
   await writeFile(join(dataDir, 'pg_hba.conf'), hba);
   const conf = Object.entries(settings).map(([k, v]) => `${k} = ${v}`).join('\n');

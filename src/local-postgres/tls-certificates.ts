@@ -19,11 +19,14 @@ export interface ServerCertificate {
 // P-256 keys: generated in milliseconds, accepted by every PostgreSQL and Node TLS stack we target.
 const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
 
-export async function createCertificateAuthority(dir: string, name: string): Promise<CertificateAuthority> {
+// A year: long enough that no check on the throwaway clusters sees a certificate about to expire.
+const DEFAULT_DAYS = 365;
+
+export async function createCertificateAuthority(dir: string, name: string, days = DEFAULT_DAYS): Promise<CertificateAuthority> {
   const certPath = join(dir, `${name}.crt`);
   const keyPath = join(dir, `${name}.key`);
   await run('openssl', [
-    'req', '-x509', ...EC_KEY, '-days', '30', '-subj', `/CN=${name}`,
+    'req', '-x509', ...EC_KEY, '-days', String(days), '-subj', `/CN=${name}`,
     '-addext', 'basicConstraints=critical,CA:TRUE',
     '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
     '-keyout', keyPath, '-out', certPath,
@@ -31,11 +34,12 @@ export async function createCertificateAuthority(dir: string, name: string): Pro
   return { certPath, keyPath };
 }
 
-/** A server certificate for `hosts` (DNS names or IP addresses, all as subjectAltName), signed by `ca`. */
+/** A server certificate for `hosts` (DNS names or IP addresses, all as subjectAltName), signed by `ca`, valid for `days`. */
 export async function issueServerCertificate(
   ca: CertificateAuthority,
   dir: string,
   hosts: string[],
+  days = DEFAULT_DAYS,
 ): Promise<ServerCertificate> {
   const certPath = join(dir, 'server.crt');
   const keyPath = join(dir, 'server.key');
@@ -49,7 +53,7 @@ export async function issueServerCertificate(
   await run('openssl', ['req', '-new', ...EC_KEY, '-subj', `/CN=${hosts[0]}`, '-keyout', keyPath, '-out', csrPath]);
   await run('openssl', [
     'x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial',
-    '-days', '30', '-extfile', extPath, '-out', certPath,
+    '-days', String(days), '-extfile', extPath, '-out', certPath,
   ]);
   return { certPath, keyPath };
 }
