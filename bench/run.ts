@@ -37,7 +37,9 @@ async function runScenarios(bench: BenchDatabase, options: BenchOptions, report:
   try {
     if (options.only.has('select') || options.only.has('insert')) {
       peers.push(await typeormContender(target, options.poolMax));
-      if (options.only.has('select')) peers.push(postgresJsContender(target, options.poolMax), await pgPipelineContender(target, options.poolMax));
+      if (options.only.has('select')) {
+        peers.push(await serviceContender(target, options.poolMax, true), postgresJsContender(target, options.poolMax), await pgPipelineContender(target, options.poolMax));
+      }
       const contenders = [service, rawPg, ...peers];
       report.line('Contenders:');
       for (const c of contenders) report.line(`  ${c.key.padEnd(12)} ${c.description}`);

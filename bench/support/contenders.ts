@@ -9,7 +9,7 @@ import type { DatabasePool } from '../../src/secure-database/pool/database-pool.
 import { getDatabasePoolToken } from '../../src/secure-database/secure-database.utils.js';
 import { type BenchTarget, INSERT_EVENT_SQL, SELECT_USER_SQL } from './bench-database.js';
 
-export type ContenderKey = 'service' | 'pg' | 'typeorm' | 'postgres.js' | 'pg-pipeline';
+export type ContenderKey = 'service' | 'service-pipelined' | 'pg' | 'typeorm' | 'postgres.js' | 'pg-pipeline';
 
 /** One way of talking to the bench database, with the same pool size and verify-full TLS as the others. */
 export interface Contender {
@@ -39,15 +39,27 @@ export interface ServiceContender extends Contender {
 }
 
 /** DatabaseService built by the real module (NestFactory + SecureDatabaseModule.forRoot), as an application gets it. */
-export async function serviceContender(target: BenchTarget, poolMax: number): Promise<ServiceContender> {
+export async function serviceContender(target: BenchTarget, poolMax: number, pipelining = false): Promise<ServiceContender> {
   const app = await NestFactory.createApplicationContext(
-    { imports: [SecureDatabaseModule.forRoot({ url: target.url, sslRootCert: target.caPem, poolMax, poolIdleTimeoutMs: IDLE_TIMEOUT_MS, acquireTimeoutMs: ACQUIRE_TIMEOUT_MS, appEnv: 'production' })] },
+    {
+      imports: [
+        SecureDatabaseModule.forRoot({
+          url: target.url,
+          sslRootCert: target.caPem,
+          poolMax,
+          poolIdleTimeoutMs: IDLE_TIMEOUT_MS,
+          acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
+          appEnv: 'production',
+          pipelining,
+        }),
+      ],
+    },
     { logger: ['error'] },
   );
   const service = app.get(DatabaseService);
   return {
-    key: 'service',
-    description: `DatabaseService (SecureDatabaseModule.forRoot, poolMax ${poolMax}): fetchrow(sql\`…\`) and transaction(tx => tx.execute(sql\`…\`))`,
+    key: pipelining ? 'service-pipelined' : 'service',
+    description: `DatabaseService (SecureDatabaseModule.forRoot, poolMax ${poolMax}${pipelining ? ', pipelining: true' : ''}): fetchrow(sql\`…\`) and transaction(tx => tx.execute(sql\`…\`))`,
     app,
     service,
     db: app.get<DatabasePool>(getDatabasePoolToken()),
