@@ -1,11 +1,22 @@
 import { describe, expect, it } from '@jest/globals';
-import { ShuttingDownError } from '../../src/index.js';
+import { once } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConnectionError, ShuttingDownError } from '../../src/index.js';
 import { harness } from '../support/harness.js';
 import { startDatabaseApp } from '../support/database-app.js';
+import { waitForActivity } from '../support/server-faults.js';
 
 const h = harness();
 let seq = 0;
 const appName = () => `lifecycle-${process.pid}-${++seq}`;
+
+/** Polls `condition` every 10 ms; fails after `withinMs`. */
+async function until(condition: () => boolean, what: string, withinMs = 5000): Promise<void> {
+  for (const deadline = performance.now() + withinMs; !condition(); await sleep(10)) {
+    if (performance.now() > deadline) throw new Error(`${what}: not within ${withinMs} ms`);
+  }
+}
 
 const appConnections = (applicationName: string) =>
   h.tls.withSuperuser(async (admin) => (await admin.query('SELECT pid, state FROM pg_stat_activity WHERE application_name = $1', [applicationName])).rows);
@@ -22,8 +33,7 @@ describe('pool lifecycle on a real server', () => {
       for (const c of clients) db.release(c);
       expect(db.stats().idle).toBe(3);
       expect(await terminate(applicationName)).toBe(3);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      expect(db.stats().total).toBe(0);
+      await until(() => db.stats().total === 0, 'the pool evicting the 3 terminated connections');
       const { rows } = await pool.query('SELECT 1 AS one');
       expect(rows[0].one).toBe(1);
       expect(db.stats().tlsAssertionsPassed).toBe(4); // the fresh connection was asserted too
@@ -37,12 +47,15 @@ describe('pool lifecycle on a real server', () => {
     const { db, close } = await startDatabaseApp({ url: h.tls.url(), sslRootCert: h.caPem, applicationName });
     try {
       const client = await db.acquire();
-      await terminate(applicationName);
-      await new Promise((resolve) => setTimeout(resolve, 200)); // the 'error' event arrives while nobody is querying
-      await expect(client.query('SELECT 1')).rejects.toBeDefined();
+      const errored = once(client, 'error');
+      expect(await terminate(applicationName)).toBe(1);
+      const [event] = await errored; // the 'error' event arrives while nobody is querying
+      expect(event).toMatchObject({ code: '57P01' });
+      const error = await client.query('SELECT 1').then(() => undefined, (e: unknown) => db.mapError(e));
+      expect(error).toBeInstanceOf(ConnectionError);
       db.release(client);
       expect(db.stats().total).toBe(0);
-      await expect(db.withClient((c) => c.query('SELECT 1'))).resolves.toBeDefined();
+      await expect(db.withClient(async (c) => (await c.query('SELECT 1 AS one')).rows)).resolves.toEqual([{ one: 1 }]);
     } finally {
       await close();
     }
@@ -51,11 +64,13 @@ describe('pool lifecycle on a real server', () => {
   it('shutdown lets an in-flight query finish, refuses new work, and leaves no connection behind', async () => {
     const applicationName = appName();
     const { db, close } = await startDatabaseApp({ url: h.tls.url(), sslRootCert: h.caPem, applicationName, shutdownTimeoutMs: 5000 });
-    const inFlight = db.withClient((c) => c.query('SELECT pg_sleep(0.5), 42 AS answer'));
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    let settled = false;
+    const inFlight = db.withClient((c) => c.query('SELECT pg_sleep(1.5), 42 AS answer')).finally(() => (settled = true));
+    await waitForActivity(h.tls, (rows) => rows.some((r) => r.applicationName === applicationName && r.state === 'active'));
     const closing = close();
-    while (!db.closed) await new Promise((resolve) => setTimeout(resolve, 5)); // Nest runs onApplicationShutdown after its other hooks
+    await until(() => db.closed, 'close() reaching the pool'); // Nest runs onApplicationShutdown after its other hooks
     await expect(db.acquire()).rejects.toBeInstanceOf(ShuttingDownError);
+    expect(settled).toBe(false); // the query was still running when the pool began to drain
     const { rows } = await inFlight;
     expect(rows[0].answer).toBe(42);
     await closing;
@@ -63,17 +78,24 @@ describe('pool lifecycle on a real server', () => {
     expect(await appConnections(applicationName)).toEqual([]);
   });
 
-  it('after the shutdown timeout, connections still busy are closed hard', async () => {
+  it('after the shutdown timeout, connections still busy are closed hard, and their backends end', async () => {
     const applicationName = appName();
-    const { db, close } = await startDatabaseApp({ url: h.tls.url(), sslRootCert: h.caPem, applicationName, shutdownTimeoutMs: 300 });
-    const stuck = db.withClient((c) => c.query('SELECT pg_sleep(10)')).catch((e) => db.mapError(e));
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const t0 = Date.now();
+    const SHUTDOWN_MS = 300;
+    // The server notices a closed client socket mid-statement only when it checks (every 100 ms here);
+    // otherwise the backend would sleep on alone after the module closed its socket.
+    const url = h.tls.url({ options: '-c client_connection_check_interval=100' });
+    const { db, close } = await startDatabaseApp({ url, sslRootCert: h.caPem, applicationName, shutdownTimeoutMs: SHUTDOWN_MS });
+    const stuck = db.withClient((c) => c.query('SELECT pg_sleep(10)')).then(() => undefined, (e: unknown) => db.mapError(e));
+    await waitForActivity(h.tls, (rows) => rows.some((r) => r.applicationName === applicationName && r.state === 'active'));
+    const t0 = performance.now();
     await close();
-    expect(Date.now() - t0).toBeLessThan(2000);
-    expect((await stuck as Error).constructor.name).toBe('ConnectionError');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect((await appConnections(applicationName)).filter((r) => r.state !== 'active')).toEqual([]);
+    const elapsed = performance.now() - t0;
+    // It waited for the statement until the deadline, then ended: the budget, the pool's 250 ms grace, scheduling.
+    expect(elapsed).toBeGreaterThanOrEqual(SHUTDOWN_MS - 10);
+    expect(elapsed).toBeLessThan(SHUTDOWN_MS + 250 + 500);
+    expect(await stuck).toBeInstanceOf(ConnectionError);
+    await waitForActivity(h.tls, (rows) => !rows.some((r) => r.applicationName === applicationName), 3000);
+    expect(await appConnections(applicationName)).toEqual([]);
   });
 
   it('a connection released inside an open transaction is destroyed, never handed to the next caller', async () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
+import { once } from 'node:events';
 import {
   AuthenticationError,
   ConnectTimeoutError,
@@ -109,10 +110,15 @@ describe('server-enforced timeouts', () => {
 
   it('idle_in_transaction_session_timeout ends a forgotten transaction; the process lives and the pool heals', async () => {
     const client = await started.db.acquire();
+    const errored = once(client, 'error');
     await client.query('BEGIN');
-    await new Promise((resolve) => setTimeout(resolve, 900));
-    await expect(client.query('SELECT 1')).rejects.toBeDefined();
+    const [event] = await errored; // the server ends the session after 500 ms idle in the transaction
+    expect(event).toMatchObject({ code: '25P03', severity: 'FATAL' });
+    const error = await client.query('SELECT 1').then(() => undefined, (e: unknown) => started.db.mapError(e));
+    expect(error).toBeInstanceOf(ConnectionError);
+    const total = started.db.stats().total;
     started.db.release(client);
+    expect(started.db.stats().total).toBe(total - 1); // destroyed, not pooled
     const { rows } = await started.pool.query('SELECT 1 AS one');
     expect(rows[0].one).toBe(1);
   });
