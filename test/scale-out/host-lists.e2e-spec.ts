@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
+  ConnectTimeoutError,
   DatabaseService,
   ReadOnlyTransactionError,
   ServerRoleMismatchError,
@@ -9,6 +10,7 @@ import {
 import { freePort } from '../../src/local-postgres/index.js';
 import { type DatabaseApp, startDatabaseApp, startupError } from '../support/database-app.js';
 import { type ReplicationPair, startReplicationPair } from '../support/replication-pair.js';
+import { startSilentListener } from '../support/tls-terminating-proxy.js';
 
 // The primary also listens on 127.0.0.3, a name its certificate (127.0.0.1, localhost) does not carry.
 const UNNAMED = '127.0.0.3';
@@ -48,6 +50,32 @@ describe("host lists and target_session_attrs, with libpq's meanings, on a prima
   it('hosts are tried in order: a refused first host is skipped', async () => {
     expect(await landsOn([`127.0.0.1:${deadPort}`, primaryAt])).toBe(primaryAt);
     expect(await landsOn([standbyAt, primaryAt])).toBe(standbyAt); // target any: the first that answers
+  });
+
+  it('a host that never answers costs its own connect timeout, then the next is tried; the acquire timeout bounds the whole', async () => {
+    const silent = await startSilentListener();
+    try {
+      const t0 = performance.now();
+      const started = await startDatabaseApp({ url: url([`127.0.0.1:${silent.port}`, primaryAt]), sslRootCert: pair.caPem, connectTimeoutMs: 500, startupRetries: 0 });
+      const elapsed = performance.now() - t0;
+      await started.close();
+      expect(`${started.db.lastServer?.host}:${started.db.lastServer?.port}`).toBe(primaryAt);
+      expect(elapsed).toBeGreaterThanOrEqual(450);
+      expect(elapsed).toBeLessThan(2500);
+
+      const t1 = performance.now();
+      const error = await startupError({
+        url: url([`127.0.0.1:${silent.port}`, `127.0.0.1:${silent.port}`, `127.0.0.1:${silent.port}`, primaryAt]),
+        sslRootCert: pair.caPem,
+        connectTimeoutMs: 500,
+        acquireTimeoutMs: 800,
+        startupRetries: 0,
+      });
+      expect(error).toBeInstanceOf(ConnectTimeoutError);
+      expect(performance.now() - t1).toBeLessThan(2000); // not 3 × 500 ms and then the primary
+    } finally {
+      await silent.close();
+    }
   });
 
   it('each host is verified against its own name: one whose certificate does not name it is skipped', async () => {
