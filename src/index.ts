@@ -17,6 +17,8 @@ export { DatabaseService } from './secure-database/service/database.service.js';
 export type { DatabasePoolStats } from './secure-database/pool/database-pool.js';
 export type { ConnectionTlsFacts } from './secure-database/tls/tls-assertion.js';
 export * from './secure-database/errors/index.js';
+export { CredentialProviderError } from './secure-database/credentials/connection-credentials.js';
+export type { PasswordProvider, PasswordProviderTarget } from './secure-database/credentials/password-source.js';
 export { sql, type SqlFragment } from './secure-database/service/sql.js';
 export type { Queryable, QueryInput, QueryOptions, QueryResult, Row, StreamOptions } from './secure-database/service/queryable.js';
 export type { ScopedConnection } from './secure-database/service/scoped-connection.js';

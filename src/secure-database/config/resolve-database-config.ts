@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type pg from 'pg';
 import { ConfigurationError } from '../errors/configuration.errors.js';
 import { type ChannelBindingMode, resolveChannelBinding } from '../auth/channel-binding.js';
+import { type CredentialSources, resolvePasswordSource } from '../credentials/password-source.js';
 import type { AppEnv, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
 import { type LoadBalanceHosts, TARGET_SESSION_ATTRS, type TargetSessionAttrs } from '../failover/target-session-attrs.js';
 import { type PoolerDecision, decidePooler } from '../pooler/pooler-mode.js';
@@ -28,6 +29,8 @@ export interface ResolvedDatabaseConfig {
   direct?: ResolvedDatabaseConfig;
   /** The full per-connection config (password non-enumerable). */
   client: pg.ClientConfig;
+  /** Where new connections get their password (a file or a provider: per connection, see credentials/). */
+  credentials: CredentialSources;
   tls: TlsPolicy;
   /** channel_binding: under `require` every connection must authenticate with SCRAM-SHA-256-PLUS (auth/). */
   channelBinding: ChannelBindingMode;
@@ -116,6 +119,9 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
       sslcert: params.sslcert,
       sslkey: params.sslkey,
       sslRootCert: options.sslRootCert,
+      sslCert: options.sslCert,
+      sslKey: options.sslKey,
+      sslKeyPassphrase: options.sslKeyPassphrase,
       sslMinMode: options.sslMinMode,
       allowPlaintext: options.allowPlaintext,
       appEnv,
@@ -124,13 +130,16 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     problems,
   );
   const channelBinding = resolveChannelBinding({ url: params.channel_binding, option: options.channelBinding, encrypted: tls.encrypted }, problems);
+  const credentialWarnings: string[] = [];
+  const login = resolvePasswordSource({ password: options.password, passwordFile: options.passwordFile, url, urlFile: options.url ? undefined : options.urlFile }, problems, credentialWarnings);
   const direct = resolveDirect(options, pooler, env, problems);
-  if (problems.length > 0 || !url) throw new ConfigurationError(scrub(problems, [url?.password, rawUrl, options.directUrl]));
+  const secrets = [url?.password, rawUrl, options.directUrl, typeof login.password === 'string' ? login.password : undefined, options.sslKeyPassphrase];
+  if (problems.length > 0 || !url) throw new ConfigurationError(scrub(problems, secrets));
 
   const cloud = detectCloud(env, url.host);
   const applicationName = options.applicationName ?? params.application_name ?? defaultApplicationName(cloud, env);
   const ignored = Object.keys(params).filter((k) => !KNOWN_PARAMS.has(k));
-  const warnings = [...tls.warnings];
+  const warnings = [...tls.warnings, ...credentialWarnings];
   if (ignored.length) warnings.push(`DATABASE_URL parameters not used by node-postgres were ignored: ${ignored.join(', ')}`);
   if (options.directUrl && pooler.mode !== 'transaction') warnings.push('DATABASE_DIRECT_URL is only used behind a transaction pooler (DATABASE_POOLER=transaction): ignored');
   const serverTimeouts: ServerTimeouts = {
@@ -164,7 +173,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     enableChannelBinding: channelBinding !== 'disable',
     ...(params.sslnegotiation === 'direct' ? { sslnegotiation: 'direct' } : {}),
   };
-  Object.defineProperty(client, 'password', { value: url.password, enumerable: false });
+  Object.defineProperty(client, 'password', { value: login.password, enumerable: false });
 
   return {
     name: options.name,
@@ -176,6 +185,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     serverTimeouts,
     direct,
     client,
+    credentials: login.sources,
     tls,
     channelBinding,
     cloud,

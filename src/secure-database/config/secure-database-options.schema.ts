@@ -1,5 +1,6 @@
 import Joi from 'joi';
 import { CHANNEL_BINDING_MODES, type ChannelBindingMode } from '../auth/channel-binding.js';
+import type { PasswordProvider } from '../credentials/password-source.js';
 import type { MinimumSslMode, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
 import { POOLER_MODES, type PoolerMode } from '../pooler/pooler-mode.js';
 
@@ -7,7 +8,12 @@ import { POOLER_MODES, type PoolerMode } from '../pooler/pooler-mode.js';
 export const DATABASE_ENV_NAMES = {
   url: 'DATABASE_URL',
   urlFile: 'DATABASE_URL_FILE',
+  password: 'DATABASE_PASSWORD',
+  passwordFile: 'DATABASE_PASSWORD_FILE',
   sslRootCert: 'DATABASE_SSL_ROOT_CERT',
+  sslCert: 'DATABASE_SSL_CERT',
+  sslKey: 'DATABASE_SSL_KEY',
+  sslKeyPassphrase: 'DATABASE_SSL_KEY_PASSPHRASE',
   sslMinMode: 'DATABASE_SSL_MIN_MODE',
   allowPlaintext: 'DATABASE_ALLOW_PLAINTEXT',
   appEnv: 'APP_ENV',
@@ -53,7 +59,12 @@ export interface ValidatedOptions {
   name?: string;
   url?: string;
   urlFile?: string;
+  password?: string | PasswordProvider;
+  passwordFile?: string;
   sslRootCert?: string;
+  sslCert?: string;
+  sslKey?: string;
+  sslKeyPassphrase?: string;
   sslMinMode: MinimumSslMode;
   allowPlaintext: boolean;
   appEnv?: string;
@@ -106,7 +117,12 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
     .messages({ 'string.pattern.base': '{{#label}} must start with a letter and use only letters, digits, _ and -' }),
   url: Joi.string().label(label('url')),
   urlFile: Joi.string().label(label('urlFile')),
+  password: Joi.alternatives(Joi.string(), Joi.function()).label(label('password')).messages({ 'alternatives.types': '{{#label}} must be a string or a function' }),
+  passwordFile: Joi.string().label(label('passwordFile')),
   sslRootCert: Joi.string().label(label('sslRootCert')),
+  sslCert: Joi.string().label(label('sslCert')),
+  sslKey: Joi.string().label(label('sslKey')),
+  sslKeyPassphrase: Joi.string().label(label('sslKeyPassphrase')),
   sslMinMode: Joi.string()
     .valid('require', 'verify-ca', 'verify-full')
     .default(DATABASE_DEFAULTS.sslMinMode)

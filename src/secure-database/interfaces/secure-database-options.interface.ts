@@ -1,4 +1,5 @@
 import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
+import type { PasswordProvider } from '../credentials/password-source.js';
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 export type MinimumSslMode = 'require' | 'verify-ca' | 'verify-full';
@@ -14,10 +15,28 @@ export interface SecureDatabaseModuleOptions {
   name?: string;
   /** postgres:// or postgresql:// URL (DATABASE_URL). libpq parameters sslmode, sslrootcert, sslcert, sslkey, connect_timeout, application_name and options are honoured. */
   url?: string;
-  /** Path of a file holding the URL, for Docker/Kubernetes secrets (DATABASE_URL_FILE). */
+  /** Path of a file holding the URL, for Docker/Kubernetes secrets (DATABASE_URL_FILE). Read again for new connections when it changes: its user and password apply. */
   urlFile?: string;
-  /** CA bundle as PEM text or a path to one (DATABASE_SSL_ROOT_CERT). Default: sslrootcert from the URL, else Node's CA store. */
+  /**
+   * The password (DATABASE_PASSWORD), wins over one in the URL; or a function called for each new
+   * physical connection when the server asks for a password, for IAM tokens (AWS RDS, Cloud SQL,
+   * Azure Entra ID). A function is bounded by the connect timeout; its failure is a sanitized
+   * CredentialProviderError; its value is never logged.
+   */
+  password?: string | PasswordProvider;
+  /**
+   * Path of a file holding only the password (DATABASE_PASSWORD_FILE), wins over one in the URL. Read
+   * again for new connections when it changes, so a rotated secret needs no restart.
+   */
+  passwordFile?: string;
+  /** CA bundle as PEM text or a path to one (DATABASE_SSL_ROOT_CERT). Default: sslrootcert from the URL, else Node's CA store. A path is read again when it changes. */
   sslRootCert?: string;
+  /** Client certificate for mutual TLS, PEM text or a path (DATABASE_SSL_CERT); wins over sslcert in the URL. A path is read again when it changes. */
+  sslCert?: string;
+  /** The client certificate's private key, PEM text or a path (DATABASE_SSL_KEY); wins over sslkey in the URL. A path is read again when it changes. */
+  sslKey?: string;
+  /** Passphrase of an encrypted client key (DATABASE_SSL_KEY_PASSPHRASE). */
+  sslKeyPassphrase?: string;
   /** Refuse to start with a weaker effective sslmode (DATABASE_SSL_MIN_MODE). Default `require`. */
   sslMinMode?: MinimumSslMode;
   /** Allow sslmode=disable/allow/prefer; only honoured when appEnv is development or test (DATABASE_ALLOW_PLAINTEXT). */

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { observeAuthentication } from '../auth/observe-authentication.js';
 import type { HostPort } from '../config/database-url.js';
 import type { ResolvedDatabaseConfig } from '../config/resolve-database-config.js';
+import { ConnectionCredentials } from '../credentials/connection-credentials.js';
 import { ShuttingDownError, ConnectTimeoutError, SslNotActiveError } from '../errors/connection.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable, toDatabaseError } from '../errors/to-database-error.js';
@@ -57,6 +58,8 @@ export class DatabasePool {
   /** Autocommit statements pipelined when the pool is saturated (the pipelining option). */
   readonly pipeline?: PipelinedRunner;
   private readonly logger: Logger;
+  /** Each new connection's credentials: secret and certificate files read again when they change, password providers (credentials/). */
+  private readonly credentials: ConnectionCredentials;
   private warnedPlaintextServerLeg = false;
   private readonly unusable = new WeakSet<pg.ClientBase>();
   private readonly open = new Set<pg.ClientBase>();
@@ -74,15 +77,23 @@ export class DatabasePool {
     if (config.pooler.mode === 'transaction') this.statementEnvelope = { before: ['BEGIN', localTimeoutsSql(config.serverTimeouts)], after: ['COMMIT'] };
     if (config.pipelining) this.pipeline = new PipelinedRunner(this);
     const unusable = this.unusable;
-    const clientConfig = config.client;
-    const connect = (client: pg.Client) => connectToTarget(client, this.connectPlan());
+    const credentials = (this.credentials = new ConnectionCredentials(config, this.logger));
+    const connect = (client: pg.Client) => {
+      const plan = this.connectPlan();
+      return credentials
+        .prepare(client)
+        .then(() => connectToTarget(client, plan))
+        .catch((error: unknown) => {
+          throw credentials.explain(error, client);
+        });
+    };
     // Each connection gets the full client config and a permanent error listener (an 'error' on a
     // checked-out client with no listener would otherwise crash the process), and connects as libpq
     // does: host by host (each with its own connect timeout, within the pool's acquire timeout) until
     // one passes the TLS assertion and is the kind of server the configuration asks for.
     class SecureClient extends pg.Client {
       constructor() {
-        super(clientConfig);
+        super(credentials.clientConfig());
         // Before connect(): sees how the server authenticates, and enforces channel_binding=require while it does.
         observeAuthentication(this, config);
         this.on('error', () => unusable.add(this));
@@ -107,6 +118,8 @@ export class DatabasePool {
     this.pool.on('remove', (client) => this.open.delete(client));
     // An idle connection died (server restart, Neon's idle kill, network): pg-pool already removed it.
     this.pool.on('error', (error) => this.logger.warn(`An idle connection was closed and removed from the pool: ${this.describe(error)}`));
+    const credentialsLine = credentials.describe();
+    if (credentialsLine) this.logger.log(credentialsLine);
   }
 
   /** Shutdown has begun (onModuleDestroy): readiness reports it; queries are still served until close(). */
@@ -157,7 +170,11 @@ export class DatabasePool {
     if (this.closing) throw new ShuttingDownError();
     this.inFlight++;
     try {
-      return await this.pool.connect();
+      // A password refused (28P01) just after a rotation: the secret file is read again, and if it now holds another one, tried once more.
+      return await this.pool.connect().catch(async (error: unknown) => {
+        if (await this.credentials.renewedAfterRejection(error)) return this.pool.connect();
+        throw error;
+      });
     } catch (error) {
       this.settle();
       throw this.mapError(error);

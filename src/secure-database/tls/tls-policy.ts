@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
+import { ClientCertificate } from '../credentials/client-certificate.js';
 import type { AppEnv, MinimumSslMode, SslMode } from '../interfaces/secure-database-options.interface.js';
 
 /** How connections are protected, decided once at startup; the runtime assertion enforces it per connection. */
@@ -17,6 +18,10 @@ export interface TlsPolicy {
   minMode: MinimumSslMode;
   /** For pg's `ssl` option. */
   ssl: false | ConnectionOptions;
+  /** The CA given as a path: read again for new connections when it changes (credentials/). */
+  caFile?: { path: string; label: string };
+  /** The client certificate for mutual TLS, when one is configured (its files read again when they change). */
+  clientCertificate?: ClientCertificate;
   warnings: string[];
 }
 
@@ -26,6 +31,10 @@ export interface TlsPolicyInput {
   sslrootcert?: string;
   sslcert?: string;
   sslkey?: string;
+  /** DATABASE_SSL_CERT / DATABASE_SSL_KEY (PEM text or a path): win over sslcert / sslkey. */
+  sslCert?: string;
+  sslKey?: string;
+  sslKeyPassphrase?: string;
   /** DATABASE_SSL_ROOT_CERT: PEM text or a path. */
   sslRootCert?: string;
   sslMinMode: MinimumSslMode;
@@ -119,12 +128,27 @@ export function resolveTlsPolicy(input: TlsPolicyInput, problems: string[]): Tls
   }
 
   let ssl: TlsPolicy['ssl'] = false;
+  let clientCertificate: ClientCertificate | undefined;
+  let caFile: TlsPolicy['caFile'];
   if (mode !== 'disable') {
     ssl = { rejectUnauthorized: verifiesChain, minVersion: 'TLSv1.2' };
     if (ca) ssl.ca = ca;
     if (mode === 'verify-ca') ssl.checkServerIdentity = () => undefined;
-    if (input.sslcert) ssl.cert = readPem(input.sslcert, 'sslcert in DATABASE_URL', problems);
-    if (input.sslkey) ssl.key = readPem(input.sslkey, 'sslkey in DATABASE_URL', problems);
+    clientCertificate = ClientCertificate.resolve(
+      {
+        cert: input.sslCert ? { value: input.sslCert, label: 'DATABASE_SSL_CERT' } : input.sslcert ? { value: input.sslcert, label: 'sslcert in DATABASE_URL' } : undefined,
+        key: input.sslKey ? { value: input.sslKey, label: 'DATABASE_SSL_KEY' } : input.sslkey ? { value: input.sslkey, label: 'sslkey in DATABASE_URL' } : undefined,
+        passphrase: input.sslKeyPassphrase,
+      },
+      problems,
+    );
+    if (clientCertificate) {
+      ssl.cert = clientCertificate.pair.cert;
+      // Decrypted once here; non-enumerable, as pg keeps it, so a dump of the options never shows it.
+      Object.defineProperty(ssl, 'key', { value: clientCertificate.pair.key, enumerable: false, writable: true, configurable: true });
+    }
+    const caSetting = caSource === 'DATABASE_SSL_ROOT_CERT' ? input.sslRootCert : caSource === 'sslrootcert' ? input.sslrootcert : undefined;
+    if (ca && caSetting && !caSetting.includes('-----BEGIN')) caFile = { path: caSetting, label: caSource === 'sslrootcert' ? 'sslrootcert in DATABASE_URL' : caSource };
   }
   return {
     requestedMode,
@@ -135,6 +159,8 @@ export function resolveTlsPolicy(input: TlsPolicyInput, problems: string[]): Tls
     caSource: mode === 'disable' ? 'none' : caSource,
     minMode: input.sslMinMode,
     ssl,
+    caFile,
+    clientCertificate,
     warnings,
   };
 }
