@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../../src/local-postgres/index.js';
 import { type DemoProcess, spawnDemo } from '../support/demo-process.js';
 import { harness, scratchDatabase } from '../support/harness.js';
-import { appConnections } from '../support/server-faults.js';
+import { appConnections, holdLock, waitForActivity } from '../support/server-faults.js';
 import { TcpFaultProxy, throughProxy } from '../support/tcp-fault-proxy.js';
 import { expectAlive, productionEnv, startDemoProcess, stopDemoProcess } from './demo-under-test.js';
 import { ms, reportFigure } from './figures.js';
@@ -44,7 +44,7 @@ describe('network faults between the demo and its database (TCP fault proxy): th
     return productionEnv(throughProxy(scratch.cluster, proxy), h.caPem, scenario, settings);
   };
 
-  it('connections dropped during load (reset; then the path refused for 1 s): only sanitized 503s, service back within 1 s', async () => {
+  it('connections dropped during load (reset with statements running; then the path refused for 1 s): only sanitized 503s, service back within 1 s', async () => {
     const settings = await viaProxy('drop', {
       DATABASE_POOL_MAX: String(POOL_MAX),
       DATABASE_CONNECT_TIMEOUT_MS: '1000',
@@ -54,8 +54,18 @@ describe('network faults between the demo and its database (TCP fault proxy): th
     demo = await startDemoProcess(settings.env);
     const { traffic, outcomes, load } = startUsersLoad(demo.url(''), { concurrency: 8, timeoutMs: 15_000 });
     await sleep(500);
-    const resetAt = performance.now();
-    const reset = proxy.dropAll(); // every connection reset; new ones get through at once
+    // Every pool slot mid-statement when the reset comes: each request of the mix touches the users
+    // table, so with it locked all POOL_MAX connections wait on the server (and the others for the pool).
+    const lock = await holdLock(scratch.cluster, scratch.cluster.facts.database, 'users');
+    let resetAt: number;
+    let reset: number;
+    try {
+      await waitForActivity(scratch.cluster, (rows) => rows.filter((r) => r.applicationName === settings.applicationName && r.waitEventType === 'Lock').length === POOL_MAX);
+      resetAt = performance.now();
+      reset = proxy.dropAll(); // every connection reset; new ones get through at once
+    } finally {
+      await lock.release();
+    }
     await sleep(1500);
     const cutAt = performance.now();
     const cut = proxy.dropAll();
@@ -66,14 +76,17 @@ describe('network faults between the demo and its database (TCP fault proxy): th
     await sleep(2000);
     await load.stop();
 
-    expect(reset).toBeGreaterThan(0);
+    expect(reset).toBeGreaterThanOrEqual(POOL_MAX);
     expect(cut).toBeGreaterThan(0);
     expect(unexpectedOutcomes(outcomes, OUTAGE_CODES)).toEqual([]);
+    const resetWindow = outcomes.filter((o) => o.endedAt >= resetAt && o.endedAt < cutAt);
     const afterReset = recovery(outcomes.filter((o) => o.endedAt < cutAt), resetAt);
     const afterCut = recovery(outcomes.filter((o) => o.endedAt >= cutAt), restoredAt);
+    // The POOL_MAX requests whose statements were running lost their connections: each a sanitized 503.
+    expect(tally(resetWindow)['503 DB_CONNECTION_FAILED']).toBeGreaterThanOrEqual(POOL_MAX);
+    expect(afterReset!.stableAt! - resetAt).toBeLessThan(1000); // in-flight requests fail; none may after that
     expect(afterCut?.failures).toBeGreaterThan(0);
     expect(afterCut!.stableAt! - restoredAt).toBeLessThan(1000);
-    if (afterReset) expect(afterReset.stableAt! - resetAt).toBeLessThan(1000); // in-flight requests fail; none may after that
     expect(outcomes.filter((o) => o.startedAt > afterCut!.stableAt!).length).toBeGreaterThan(20);
     expect(await countUsers(scratch.cluster, traffic.created)).toBe(traffic.created.length);
     await expectAlive(demo);
@@ -81,8 +94,8 @@ describe('network faults between the demo and its database (TCP fault proxy): th
     expect(demo.output()).not.toContain(EMAIL_DOMAIN);
     reportFigure('network drop', {
       connectionsReset: reset,
-      failedAfterReset: afterReset?.failures ?? 0,
-      allSucceedingAfterResetMs: afterReset ? ms(afterReset.stableAt! - resetAt) : 0,
+      failedAfterReset: afterReset!.failures,
+      allSucceedingAfterResetMs: ms(afterReset!.stableAt! - resetAt),
       connectionsCut: cut,
       firstSuccessAfterPathBackMs: ms(afterCut!.resumedAt! - restoredAt),
       allSucceedingAfterPathBackMs: ms(afterCut!.stableAt! - restoredAt),
