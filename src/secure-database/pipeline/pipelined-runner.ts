@@ -2,7 +2,8 @@ import type pg from 'pg';
 import { ShuttingDownError } from '../errors/connection.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { sessionStatementReason } from '../pooler/session-statements.js';
-import { type ResultShape, changesSession, runStatement } from '../service/queryable.js';
+import { type ResultShape, changesSession, runCached, runStatement } from '../service/queryable.js';
+import type { StatementCache } from '../service/statement-cache.js';
 
 /** A pooled connection running autocommit statements for several callers at once (pg's pipeline mode). */
 interface SharedConnection {
@@ -64,20 +65,27 @@ export class PipelinedRunner {
     return { sharedConnections: this.shared.size, pipelined, depth };
   }
 
-  async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape, resetSession: (client: pg.PoolClient) => Promise<void>): Promise<pg.QueryResult> {
+  async run(
+    text: string,
+    values: readonly unknown[] | undefined,
+    shape: ResultShape,
+    statements: StatementCache,
+    resetSession: (client: pg.PoolClient) => Promise<void>,
+  ): Promise<pg.QueryResult> {
     if (!this.canPipeline(text)) return this.runAlone(await this.db.acquire(), text, values, shape, resetSession);
+    // New work is refused once the drain began; a caller already waiting still gets to join.
+    if (this.db.closed) throw new ShuttingDownError();
     for (;;) {
       const joined = this.joinable();
-      if (joined) return this.send(joined, text, values, shape);
+      if (joined) return this.send(joined, text, values, shape, statements);
       const client = await this.lease();
-      if (client) return this.send(this.share(client), text, values, shape);
+      if (client) return this.send(this.share(client), text, values, shape, statements);
     }
   }
 
   /** The least busy shared connection a statement may join now, if any. */
   private joinable(): SharedConnection | undefined {
     if (this.shared.size === 0) return undefined;
-    if (this.db.closed) throw new ShuttingDownError();
     const { pool } = this.db;
     // A free connection, or someone waiting for a connection of their own: no joining (they get the next free one).
     if (pool.idleCount > 0 || pool.waitingCount > this.acquiring) return undefined;
@@ -121,10 +129,16 @@ export class PipelinedRunner {
     return connection;
   }
 
-  private async send(connection: SharedConnection, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+  private async send(
+    connection: SharedConnection,
+    text: string,
+    values: readonly unknown[] | undefined,
+    shape: ResultShape,
+    statements: StatementCache,
+  ): Promise<pg.QueryResult> {
     connection.sent.push(performance.now());
     try {
-      return await runStatement(connection.client, text, values, shape);
+      return await runCached(connection.client, statements, text, values, shape);
     } catch (error) {
       this.db.discardIfBroken(connection.client, error);
       if (this.db.isUnusable(connection.client)) this.shared.delete(connection); // nobody joins it again

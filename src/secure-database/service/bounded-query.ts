@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { StatementName } from './statement-cache.js';
 
 /** The parts of pg 8's Query (lib/query.js) this subclass builds on. */
 interface PgQueryInternals {
@@ -12,6 +13,7 @@ interface PgQueryInternals {
 }
 
 interface PgConnection {
+  close(message: { type: 'S'; name: string }): void;
   parse(message: { text: string }): void;
   bind(message: object): void;
   execute(message: { portal: string; rows: number }): void;
@@ -58,6 +60,7 @@ class BoundedQuery extends PgQuery {
     private readonly limit: number,
     private readonly keepRows: boolean,
     private readonly envelope: StatementEnvelope = NO_ENVELOPE,
+    private readonly evict?: string,
   ) {
     super(config);
     this.envelopeAhead = envelope.before.length;
@@ -65,6 +68,8 @@ class BoundedQuery extends PgQuery {
 
   override prepare(connection: PgConnection): void {
     for (const text of this.envelope.before) sendFixed(connection, text);
+    // A named statement evicted from the connection's cache (or stale): closed in the same write.
+    if (this.evict !== undefined) connection.close({ type: 'S', name: this.evict });
     super.prepare(connection);
   }
 
@@ -105,9 +110,10 @@ export function queryBounded(
   limit: number,
   keepRows: boolean,
   envelope?: StatementEnvelope,
+  named?: StatementName,
 ): Promise<pg.QueryResult> {
   return new Promise((resolve, reject) => {
     const callback: QueryCallback = (error, result) => (error ? reject(error) : resolve(result));
-    client.query(new BoundedQuery({ ...config, queryMode: 'extended', callback }, limit, keepRows, envelope));
+    client.query(new BoundedQuery({ ...config, name: named?.name, queryMode: 'extended', callback }, limit, keepRows, envelope, named?.evict));
   });
 }

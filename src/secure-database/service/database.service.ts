@@ -7,8 +7,9 @@ import { InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
 import { cursorRows } from './cursor-rows.js';
-import { Queryable, type ResultShape, changesSession, runStatement } from './queryable.js';
+import { Queryable, type ResultShape, changesSession, runCached, runStatement } from './queryable.js';
 import { CONTROL, ScopedConnection } from './scoped-connection.js';
+import { StatementCache } from './statement-cache.js';
 import { type TransactionOptions, isRetryableTransactionError, planTransaction, retryDelayMs } from './transaction-options.js';
 
 interface TransactionScope {
@@ -16,6 +17,9 @@ interface TransactionScope {
   /** False once the transaction has ended: work the callback left running may use the service again. */
   active: boolean;
 }
+
+// Distinct statements each connection keeps prepared; the least recently used is closed beyond it.
+const STATEMENT_CACHE_CAPACITY = 100;
 
 // One per process: it only ever holds the pool of the transaction whose callback is running.
 const transactionScope = new AsyncLocalStorage<TransactionScope>();
@@ -33,10 +37,13 @@ let runningTransactions = 0;
  */
 export class DatabaseService extends Queryable {
   private readonly logger: Logger;
+  /** Named prepared statements per connection for autocommit statements; none behind a transaction pooler. */
+  private readonly statements: StatementCache;
 
   constructor(db: DatabasePool) {
     super(db);
     this.logger = new Logger(db.config.name ? `SecureDatabase:${db.config.name}` : 'SecureDatabase');
+    this.statements = new StatementCache(db.transactionPooled ? 0 : STATEMENT_CACHE_CAPACITY);
   }
 
   /** The raw pg.Pool, for what this service does not offer. */
@@ -54,10 +61,10 @@ export class DatabaseService extends Queryable {
     this.db.guardStatement(text);
     // Behind a transaction pooler: BEGIN, the SET LOCAL timeouts and COMMIT around the statement, in its round trip.
     const envelope = this.db.statementEnvelope;
-    if (this.db.pipeline) return this.db.pipeline.run(text, values, shape, (client) => this.resetSession(this.db, client));
+    if (this.db.pipeline) return this.db.pipeline.run(text, values, shape, this.statements, (client) => this.resetSession(this.db, client));
     const client = await this.db.acquire();
     try {
-      const result = await runStatement(client, text, values, shape, envelope);
+      const result = envelope ? await runStatement(client, text, values, shape, envelope) : await runCached(client, this.statements, text, values, shape);
       // A tag compare per query; the reset's round trip is paid only by statements that change the session.
       // Behind a transaction pooler those were refused, and the server session is not this client's to reset.
       if (!envelope && changesSession(result)) await this.resetSession(this.db, client);
@@ -222,6 +229,7 @@ export class DatabaseService extends Queryable {
   }
 
   private async resetSession(db: DatabasePool, client: pg.PoolClient): Promise<void> {
+    this.statements.forget(client); // DISCARD ALL drops them on the server too
     try {
       await client.query('DISCARD ALL');
       await db.restoreSessionSettings(client);

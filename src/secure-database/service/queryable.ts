@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { InvalidQueryError, NotFoundError, ResultTooLargeError, TooManyRowsError } from '../errors/query.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { type StatementEnvelope, queryBounded } from './bounded-query.js';
+import { type StatementCache, type StatementName, statementCacheFailure } from './statement-cache.js';
 import { SqlFragment } from './sql.js';
 
 /** A row as node-postgres returns it: column name → parsed value. */
@@ -189,10 +190,33 @@ export async function runStatement(
   values: readonly unknown[] | undefined,
   shape: ResultShape,
   envelope?: StatementEnvelope,
+  named?: StatementName,
 ): Promise<pg.QueryResult> {
   const { maxRows, rowMode } = shape;
   const limit = maxRows === 0 || maxRows === Infinity ? 0 : maxRows + 1;
-  const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope);
+  const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope, named);
   if (maxRows !== 0 && result.rows.length > maxRows) throw new ResultTooLargeError(maxRows);
   return result;
+}
+
+/**
+ * An autocommit statement under the name the connection's statement cache gives it (Parse once,
+ * then Bind/Execute only). When the server says a named statement cannot be used (it never ran
+ * then), it is retried once: re-prepared when its plan went stale after a schema change, unnamed
+ * when the server does not keep the session's statements. Not for transactions: an error there
+ * aborts the transaction, so they send their statements unnamed.
+ */
+export async function runCached(client: pg.ClientBase, cache: StatementCache, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+  const named = cache.nameFor(client, text);
+  if (!named) return runStatement(client, text, values, shape);
+  try {
+    return await runStatement(client, text, values, shape, undefined, named);
+  } catch (error) {
+    const failure = statementCacheFailure(error);
+    if (failure === undefined) throw error;
+    cache.forget(client, named.name);
+    if (failure === 'stale') return runStatement(client, text, values, shape, undefined, { name: named.name, evict: named.name });
+    cache.distrust(client);
+    return runStatement(client, text, values, shape);
+  }
 }
