@@ -67,6 +67,7 @@ describe('graceful shutdown under write load: the built demo as a process', () =
     expect(demo.output()).not.toContain(EMAIL_DOMAIN);
     expect(demo.output()).not.toMatch(/unhandled|uncaught/i);
     reportFigure('graceful shutdown', {
+      writers: WRITERS,
       inFlightAtSignal,
       exitMs: ms(exitedAt - signalledAt),
       created: traffic.created.length,

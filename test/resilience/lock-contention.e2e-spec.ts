@@ -106,6 +106,9 @@ describe('statements blocked behind a lock: pool exhaustion and statement timeou
     expect(health.body).toMatchObject({ status: 'error', error: { database: { status: 'down', message: 'pool exhausted' } } });
     expect(health.endedAt - health.startedAt).toBeLessThan(HEALTH_WITHIN_MS);
     reportFigure('pool exhaustion', {
+      requests: REQUESTS,
+      poolMax: POOL_MAX,
+      acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
       exhausted: exhausted.length,
       fastestFailureMs: ms(Math.min(...waits)),
       slowestFailureMs: ms(Math.max(...waits)),
@@ -140,7 +143,7 @@ describe('statements blocked behind a lock: pool exhaustion and statement timeou
       expect(o.endedAt - o.startedAt).toBeLessThan(STATEMENT_TIMEOUT_MS + MARGIN_MS);
     }
     expect(activeAfter).toBe(0);
-    reportFigure('statement timeout', { answeredAfterMs: outcomes.map((o) => ms(o.endedAt - o.startedAt)) });
+    reportFigure('statement timeout', { statementTimeoutMs: STATEMENT_TIMEOUT_MS, answeredAfterMs: outcomes.map((o) => ms(o.endedAt - o.startedAt)) });
     expect(await countEmails(scratch.cluster, [post.body.email])).toBe(0); // cancelled, so rolled back
     await expectPoolIdle();
     expect((await sendAll(demo.baseUrl, Array.from({ length: 12 }, traffic.next), POOL_MAX)).filter((o) => !isExpected(o))).toEqual([]);

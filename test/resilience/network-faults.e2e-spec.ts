@@ -97,6 +97,7 @@ describe('network faults between the demo and its database (TCP fault proxy): th
       failedAfterReset: afterReset!.failures,
       allSucceedingAfterResetMs: ms(afterReset!.stableAt! - resetAt),
       connectionsCut: cut,
+      refusedForMs: ms(restoredAt - cutAt),
       firstSuccessAfterPathBackMs: ms(afterCut!.resumedAt! - restoredAt),
       allSucceedingAfterPathBackMs: ms(afterCut!.stableAt! - restoredAt),
       outcomes: tally(outcomes),
@@ -114,7 +115,7 @@ describe('network faults between the demo and its database (TCP fault proxy): th
     expect(demo.output()).toMatch(/Database startup failed \[DB_CONNECT_TIMEOUT\]/);
     // 3 × 500 ms, two backoffs of at most 375 and 750 ms, and node's own startup.
     expect(elapsed).toBeLessThan(3 * 500 + 375 + 750 + 8000);
-    reportFigure('blackhole at startup', { attempts: proxy.accepted, exitMs: ms(elapsed) });
+    reportFigure('blackhole at startup', { connectTimeoutMs: 500, attempts: proxy.accepted, exitMs: ms(elapsed) });
   }, 30_000);
 
   it('blackhole at runtime: requests fail with sanitized 503s within the timeouts, /health says down within its timeout, and service resumes', async () => {
@@ -158,6 +159,9 @@ describe('network faults between the demo and its database (TCP fault proxy): th
     expect((await send(base, HEALTH, 5000)).status).toBe(200);
     await expectAlive(demo);
     reportFigure('blackhole at runtime', {
+      connectTimeoutMs: 500,
+      statementTimeoutMs: 500,
+      acquireTimeoutMs: 1000,
       pooledConnectionsWhenCut: pooled,
       firstWave: tally(reads),
       firstWaveMs: [ms(Math.min(...waits(reads))), ms(Math.max(...waits(reads)))],
@@ -202,6 +206,6 @@ describe('network faults between the demo and its database (TCP fault proxy): th
     expect(proxy.forwarded).toEqual({ toServer: 8, toClient: 1 });
     expect(demo.output()).toMatch(/Database startup failed \[DB_CONNECT_TIMEOUT\]/);
     expect(elapsed).toBeLessThan(1000 + 8000); // one attempt, and node's own startup
-    reportFigure('TLS handshake stalled', { exitMs: ms(elapsed) });
+    reportFigure('TLS handshake stalled', { connectTimeoutMs: 1000, exitMs: ms(elapsed) });
   }, 30_000);
 });

@@ -1,0 +1,107 @@
+/**
+ * `npm run resilience [-- --runs=N] [-- --note="…"]`: runs the resilience suite (test/resilience,
+ * against the built demo) N times and keeps every figure the specs report in one dated file,
+ * test/resilience/results/<date>.md: the machine, the jest exit codes, the README's "Failure
+ * behaviour" table generated from the figures (ranges over the runs), and the figures themselves.
+ * test/resilience/readme-figures.spec.ts checks that the README's table is the one generated from
+ * the file it names.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describeMachine } from '../../bench/support/machine.js';
+import { findPostgresBinaries, resolveServerAccount } from '../../src/local-postgres/postgres-binaries.js';
+import { failureTable } from './failure-table.js';
+import { type FigureRecord, RESULTS_FILE_ENV } from './figures.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const RESULTS_DIR = join('test', 'resilience', 'results');
+
+/** The commit the build came from, and whether src/ differed from it. */
+function source(): string {
+  const git = (...args: string[]) => execFileSync('git', args, { cwd: ROOT }).toString().trim();
+  const changed = git('status', '--porcelain', '--', 'src').split('\n').filter(Boolean).length;
+  return `commit ${git('rev-parse', '--short', 'HEAD')}${changed ? ` plus ${changed} uncommitted file(s) under src/` : ''}`;
+}
+
+async function packageVersion(name: string): Promise<string> {
+  return (JSON.parse(await readFile(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+function runJest(resultsFile: string): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--experimental-vm-modules', join(ROOT, 'node_modules', 'jest', 'bin', 'jest.js'), '--ci', 'test/resilience'], {
+      cwd: ROOT,
+      env: { ...process.env, [RESULTS_FILE_ENV]: resultsFile },
+      stdio: 'inherit',
+    });
+    child.once('exit', (code) => resolve(code ?? 1));
+  });
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice('--runs='.length) ?? 1);
+  const note = args.find((a) => a.startsWith('--note='))?.slice('--note='.length);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a whole number, at least 1');
+
+  const startedAt = new Date();
+  const builtFrom = source(); // npm run resilience built dist just before
+  const bins = await findPostgresBinaries(resolveServerAccount());
+  const serverVersion = /\d+(\.\d+)*/.exec(execFileSync(bins.pgCtl, ['--version']).toString())?.[0] ?? 'unknown';
+  const [date, cpu, os] = describeMachine({ serverVersion, tls: '' }, startedAt);
+  await mkdir(join(ROOT, RESULTS_DIR), { recursive: true });
+
+  const records: Array<FigureRecord & { run: number }> = [];
+  const exitCodes: number[] = [];
+  for (let run = 1; run <= runs; run++) {
+    const file = join(ROOT, RESULTS_DIR, `.run-${startedAt.getTime()}-${run}.jsonl`);
+    await writeFile(file, '');
+    exitCodes.push(await runJest(file));
+    const lines = (await readFile(file, 'utf8')).split('\n').filter(Boolean);
+    records.push(...lines.map((line) => ({ run, ...(JSON.parse(line) as FigureRecord) })));
+    await rm(file, { force: true });
+  }
+
+  let table: string;
+  try {
+    table = failureTable(records);
+  } catch (error) {
+    table = `Not generated: ${(error as Error).message}`;
+  }
+  const name = join(RESULTS_DIR, `${startedAt.toISOString().slice(0, 19).replace(/:/g, '-')}.md`);
+  const text = [
+    '# Resilience figures (`npm run resilience`)',
+    '',
+    date,
+    cpu,
+    os,
+    `PostgreSQL ${serverVersion} (${bins.source} binaries): throwaway local clusters on the same machine, loopback TCP, verify-full TLS; fsync off; synchronous_commit off (on for the server-outage specs)`,
+    `Packages: pg ${await packageVersion('pg')}, @nestjs/core ${await packageVersion('@nestjs/core')}`,
+    ...(note ? [`Note: ${note}`] : []),
+    `Runs: ${runs} of \`jest test/resilience\`, the demo built (\`npm run build\`) from ${builtFrom}`,
+    `Jest exit codes: ${exitCodes.join(', ')}`,
+    '',
+    '## The README\'s "Failure behaviour" table, generated from the figures below (ranges over the runs)',
+    '',
+    table,
+    '',
+    '## Figures (one line per reported figure; `run` numbers the jest run)',
+    '',
+    '```jsonl',
+    ...records.map((r) => JSON.stringify(r)),
+    '```',
+    '',
+  ].join('\n');
+  await writeFile(join(ROOT, name), text);
+  process.stdout.write(`\nResilience figures written to ${name}\n`);
+  return exitCodes.every((code) => code === 0) ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  },
+);
