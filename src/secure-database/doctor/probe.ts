@@ -92,10 +92,12 @@ const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
  */
 export function probeLegacyTls(host: string, port: number, direct: boolean, timeoutMs: number): Promise<LegacyTlsProbe> {
   return new Promise((resolve) => {
-    const sockets: Array<{ destroy(): void }> = [];
+    // Only the outermost socket is destroyed: destroying the TCP socket under a TLS socket as well
+    // crashes Node 20 at exit (SIGSEGV) once a connection with its own CA has been made.
+    let outer: { destroy(): void } | undefined;
     const done = (result: LegacyTlsProbe) => {
       clearTimeout(timer);
-      for (const s of sockets) s.destroy();
+      outer?.destroy();
       resolve(result);
     };
     const timer = setTimeout(() => done({ accepted: undefined, reason: 'no answer in time' }), timeoutMs);
@@ -110,7 +112,7 @@ export function probeLegacyTls(host: string, port: number, direct: boolean, time
         ciphers: 'DEFAULT:@SECLEVEL=0',
         rejectUnauthorized: false,
       });
-      sockets.push(secure);
+      outer = secure;
       secure.once('secureConnect', () => done({ accepted: true, protocol: secure.getProtocol() ?? 'TLS < 1.2' }));
       secure.once('error', (error: NodeJS.ErrnoException) => {
         const code = error.code ?? 'error';
@@ -121,7 +123,7 @@ export function probeLegacyTls(host: string, port: number, direct: boolean, time
     };
     if (direct) return handshake({ host, port });
     const tcp = connectTcp({ host, port });
-    sockets.push(tcp);
+    outer = tcp;
     tcp.once('error', (error: NodeJS.ErrnoException) => done({ accepted: undefined, reason: error.code ?? 'connection failed' }));
     tcp.once('connect', () => tcp.write(SSL_REQUEST));
     tcp.once('data', (reply) => {
