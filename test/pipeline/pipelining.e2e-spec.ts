@@ -1,5 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { ConnectionError, InvalidInputError, StatementTimeoutError, UniqueViolationError, sql } from '../../src/index.js';
+import { TerminusModule } from '@nestjs/terminus';
+import { Test } from '@nestjs/testing';
+import {
+  ConnectionError,
+  DatabaseHealthIndicator,
+  DatabaseService,
+  InvalidInputError,
+  SecureDatabaseModule,
+  StatementTimeoutError,
+  UniqueViolationError,
+  sql,
+} from '../../src/index.js';
 import { type ServiceFixture, checkedOut, startService, waitForBackendExit } from '../service/service-fixture.js';
 
 const POOL_MAX = 2;
@@ -111,6 +122,32 @@ describe('pipelining: autocommit statements share busy connections, every guaran
     // No pipelined neighbour ever ran under the SET.
     expect(results.slice(1).map((r) => (r.status === 'fulfilled' ? r.value : 'failed'))).toEqual(Array(10).fill('500ms'));
     expect(await f.db.fetchval('SHOW statement_timeout')).toBe('500ms');
+  });
+});
+
+describe('pipelining and health', () => {
+  it('readiness reports the pipeline depth while statements share connections', async () => {
+    const f = await startService({ poolMax: 1, pipelining: true });
+    const moduleRef = await Test.createTestingModule({
+      imports: [TerminusModule, SecureDatabaseModule.forRoot({ url: f.cluster.url(), sslRootCert: f.h.caPem, poolMax: 1, pipelining: true })],
+      providers: [DatabaseHealthIndicator],
+    }).compile();
+    await moduleRef.init();
+    try {
+      const db = moduleRef.get(DatabaseService);
+      const health = moduleRef.get(DatabaseHealthIndicator);
+      const running = together(Array.from({ length: 8 }, () => () => db.fetchval('SELECT pg_sleep(0.3)')));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // The ping waits for the shared connection (every slot is busy), so read the counters from a short ping's answer.
+      const answer = await health.pingCheck('database', { timeoutMs: 50 });
+      expect(answer.database).toMatchObject({ status: 'down', pool: { total: 1, pipelineDepth: expect.any(Number) } });
+      expect((answer.database as unknown as { pool: { pipelineDepth: number } }).pool.pipelineDepth).toBeGreaterThan(1);
+      await running;
+      expect(await health.pingCheck('database')).toMatchObject({ database: { status: 'up', pool: { pipelineDepth: 0 } } });
+    } finally {
+      await moduleRef.close();
+      await f.close();
+    }
   });
 });
 

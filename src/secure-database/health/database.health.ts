@@ -109,9 +109,10 @@ function serverVersion(db: DatabasePool): string | undefined {
   return db.config.verboseErrors ? full : full?.match(/^\d+/)?.[0];
 }
 
-function poolCounters(db: DatabasePool): { total: number; idle: number; waiting: number } {
-  const { total, idle, waiting } = db.stats();
-  return { total, idle, waiting };
+/** With pipelining on, also how deep the deepest pipeline is now (statements in flight on one connection). */
+function poolCounters(db: DatabasePool): { total: number; idle: number; waiting: number; pipelineDepth?: number } {
+  const { total, idle, waiting, pipeline } = db.stats();
+  return { total, idle, waiting, ...(pipeline ? { pipelineDepth: pipeline.depth } : {}) };
 }
 
 /**
