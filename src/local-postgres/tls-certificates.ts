@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 
 const run = promisify(execFile);
 
@@ -55,5 +55,36 @@ export async function issueServerCertificate(
     'x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial',
     '-days', String(days), '-extfile', extPath, '-out', certPath,
   ]);
+  return { certPath, keyPath };
+}
+
+/**
+ * A client certificate for `commonName` (the database user, for pg_hba `cert` and `clientcert=verify-full`),
+ * signed by `ca`, as `<name>.crt` and `<name>.key` in `dir`. With `passphrase` the key is encrypted
+ * (PKCS#8, AES-256); the passphrase reaches openssl through its environment, not its command line.
+ */
+export async function issueClientCertificate(
+  ca: CertificateAuthority,
+  dir: string,
+  commonName: string,
+  options: { name?: string; passphrase?: string; days?: number } = {},
+): Promise<ServerCertificate> {
+  const name = options.name ?? `client-${commonName}`;
+  const certPath = join(dir, `${name}.crt`);
+  const keyPath = join(dir, `${name}.key`);
+  const csrPath = join(dir, `${name}.csr`);
+  const extPath = join(dir, `${name}.ext`);
+  await writeFile(extPath, 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+  await run('openssl', ['req', '-new', ...EC_KEY, '-subj', `/CN=${commonName}`, '-keyout', keyPath, '-out', csrPath]);
+  await run('openssl', [
+    'x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial',
+    '-days', String(options.days ?? DEFAULT_DAYS), '-extfile', extPath, '-out', certPath,
+  ]);
+  if (options.passphrase !== undefined) {
+    await run('openssl', ['pkcs8', '-topk8', '-v2', 'aes-256-cbc', '-in', keyPath, '-out', `${keyPath}.encrypted`, '-passout', 'env:CLIENT_KEY_PASSPHRASE'], {
+      env: { ...process.env, CLIENT_KEY_PASSPHRASE: options.passphrase },
+    });
+    await rename(`${keyPath}.encrypted`, keyPath);
+  }
   return { certPath, keyPath };
 }

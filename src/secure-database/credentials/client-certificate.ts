@@ -148,7 +148,7 @@ export class ClientCertificate {
     if ('problem' in checked) {
       if (this.#reportedVersions !== versions) {
         this.#reportedVersions = versions;
-        report({ kind: 'unusable', label: this.labels.cert, problem: `${checked.problem}; new connections keep the previous certificate until the pair checks out` });
+        report({ kind: 'unusable', label: this.labels.cert, problem: checked.problem });
       }
       return this.#pair;
     }

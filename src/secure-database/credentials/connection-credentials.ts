@@ -36,12 +36,12 @@ const CLIENT_CERTIFICATE_SETTINGS = 'DATABASE_SSL_CERT and DATABASE_SSL_KEY (or 
 
 // TLS alerts a server sends about the client's certificate (Node: ERR_SSL_TLSV1_ALERT_UNKNOWN_CA …).
 const CERTIFICATE_ALERTS: Record<string, string> = {
-  UNKNOWN_CA: 'it is not signed by a CA the server trusts (the server’s ssl_ca_file)',
+  UNKNOWN_CA: "it is not signed by a CA the server trusts (the server's ssl_ca_file)",
   BAD_CERTIFICATE: 'the server could not verify it',
   UNSUPPORTED_CERTIFICATE: 'the server does not accept this kind of certificate',
   CERTIFICATE_UNKNOWN: 'the server could not verify it',
   CERTIFICATE_EXPIRED: 'it has expired',
-  CERTIFICATE_REVOKED: 'it has been revoked (the server’s ssl_crl_file)',
+  CERTIFICATE_REVOKED: "it has been revoked (the server's ssl_crl_file)",
   DECRYPT_ERROR: 'its key did not sign the handshake',
   ACCESS_DENIED: 'the server accepts no certificate from this CA',
 };
@@ -86,7 +86,7 @@ export class ConnectionCredentials {
     }
     this.#report = ({ kind, label, problem }) => {
       if (kind === 'changed') this.logger.log(`${label} changed: new connections use it (open connections keep theirs until they retire)`);
-      else this.logger.warn(`${label} ${problem}: new connections keep using the previous value`);
+      else this.logger.warn(`${problem}: new connections keep using the previous value`);
     };
   }
 
@@ -216,7 +216,7 @@ export class ConnectionCredentials {
         value = await source.provider(target);
       } catch (error) {
         attempt.provider = 'failed';
-        throw this.providerError(`threw ${error instanceof Error ? `a ${error.name}` : `${typeof error === 'object' ? 'a non-Error' : typeof error} value`}`, error);
+        throw this.providerError(`threw an exception (${error instanceof Error ? error.name : `not an Error: ${error === null ? 'null' : typeof error}`})`, error);
       }
       if (typeof value !== 'string' || value === '') {
         attempt.provider = 'failed';

@@ -4,7 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 /** What `parse` makes of a file's text: the value to use, or why this version cannot be used (never quoting the text). */
 export type Parsed<T> = { value: T } | { problem: string };
 
-/** Told when a file's value changed, or when a new version of it cannot be used (once per version). */
+/** Told when a file's value changed, or when a new version of it cannot be used (once per version; `problem` names the setting). */
 export type FileReport = (event: { kind: 'changed' | 'unusable'; label: string; problem?: string }) => void;
 
 /** Device, inode, size and modification time (ns): a rewrite in place or by rename (Kubernetes swaps a ..data symlink) changes it. */
@@ -55,7 +55,7 @@ export class WatchedFile<T> {
     try {
       stamp = stampOf(await stat(this.path, { bigint: true }));
     } catch (error) {
-      this.unusable(report, '*missing*', `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      this.unusable(report, '*missing*', `${this.label} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
       return this.#value;
     }
     if (!force && stamp === this.#stamp) return this.#value;
@@ -63,7 +63,7 @@ export class WatchedFile<T> {
     try {
       text = await readFile(this.path, 'utf8');
     } catch (error) {
-      this.unusable(report, stamp, `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      this.unusable(report, stamp, `${this.label} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
       return this.#value;
     }
     const parsed = this.parse(text);
