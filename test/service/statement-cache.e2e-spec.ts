@@ -62,6 +62,16 @@ describe('statement cache', () => {
     expect(await prepared()).toEqual([]); // off: nothing named any more
   });
 
+  it('DATABASE_STATEMENT_CACHE_SIZE=0 turns it off', async () => {
+    const g = await startService({ poolMax: 1, statementCacheSize: '0' });
+    try {
+      await g.db.fetchval('SELECT $1::int', [1]);
+      expect(await g.db.fetch('SELECT name FROM pg_catalog.pg_prepared_statements')).toEqual([]);
+    } finally {
+      await g.close();
+    }
+  });
+
   it('a session reset (DISCARD ALL after a SET) drops the connection\'s statements without a failure', async () => {
     const g = await startService({ poolMax: 1 });
     try {

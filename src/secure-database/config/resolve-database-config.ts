@@ -44,6 +44,8 @@ export interface ResolvedDatabaseConfig {
   maxRows: number;
   /** DatabaseService pipelines autocommit statements when the pool is saturated (never behind a transaction pooler). */
   pipelining: boolean;
+  /** Prepared statements per connection for autocommit statements; 0 behind a transaction pooler. */
+  statementCacheSize: number;
   warnings: string[];
 }
 
@@ -195,6 +197,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     startupRetries: options.startupRetries,
     maxRows: options.maxRows,
     pipelining: options.pipelining && pooler.mode !== 'transaction',
+    statementCacheSize: pooler.mode === 'transaction' ? 0 : options.statementCacheSize,
     warnings,
   };
 }

@@ -31,6 +31,7 @@ export const DATABASE_ENV_NAMES = {
   applicationName: 'DATABASE_APPLICATION_NAME',
   maxRows: 'DATABASE_MAX_ROWS',
   pipelining: 'DATABASE_PIPELINING',
+  statementCacheSize: 'DATABASE_STATEMENT_CACHE_SIZE',
   pooler: 'DATABASE_POOLER',
   directUrl: 'DATABASE_DIRECT_URL',
   readOnly: 'DATABASE_READ_ONLY',
@@ -51,6 +52,7 @@ export const DATABASE_DEFAULTS = {
   startupRetries: 3,
   maxRows: 10_000,
   pipelining: false,
+  statementCacheSize: 100,
   sslMinMode: 'require' as MinimumSslMode,
 };
 
@@ -82,6 +84,7 @@ export interface ValidatedOptions {
   applicationName?: string;
   maxRows: number;
   pipelining: boolean;
+  statementCacheSize: number;
   pooler?: PoolerMode;
   directUrl?: string;
   readOnly: boolean;
@@ -144,6 +147,9 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
     .default(DATABASE_DEFAULTS.startupRetries),
   applicationName: Joi.string().max(63).label(label('applicationName')),
   maxRows: whole('maxRows', 1, 100_000_000, 'rows').default(DATABASE_DEFAULTS.maxRows),
+  statementCacheSize: whole('statementCacheSize', 0, 10_000, 'statements')
+    .messages({ 'number.min': '{{#label}} must be 0 (off) or more' })
+    .default(DATABASE_DEFAULTS.statementCacheSize),
   pipelining: Joi.boolean().truthy('1', 'yes', 'on').falsy('0', 'no', 'off').default(DATABASE_DEFAULTS.pipelining).label(label('pipelining')),
   pooler: Joi.string().valid(...POOLER_MODES).label(label('pooler')),
   directUrl: Joi.string().label(label('directUrl')),

@@ -80,6 +80,12 @@ export interface SecureDatabaseModuleOptions {
    */
   pipelining?: boolean | string;
   /**
+   * Prepared statements DatabaseService keeps per connection for its autocommit statements, so each
+   * is parsed and planned once per connection (DATABASE_STATEMENT_CACHE_SIZE). 0 turns it off; always
+   * off behind a transaction pooler. Default 100.
+   */
+  statementCacheSize?: number | string;
+  /**
    * What sits between the app and PostgreSQL (DATABASE_POOLER): `transaction` (PgBouncer, Supavisor or
    * Neon's pooler in transaction mode), `session`, or `none`. Default: detected from known pooler hosts
    * (Neon's `-pooler.` hosts, Supabase pooler hosts and port 6543), else none.

@@ -18,9 +18,6 @@ interface TransactionScope {
   active: boolean;
 }
 
-// Distinct statements each connection keeps prepared; the least recently used is closed beyond it.
-const STATEMENT_CACHE_CAPACITY = 100;
-
 // One per process: it only ever holds the pool of the transaction whose callback is running.
 const transactionScope = new AsyncLocalStorage<TransactionScope>();
 // On Node 20 an enabled AsyncLocalStorage puts a hook on every promise of the process, so it is
@@ -43,7 +40,7 @@ export class DatabaseService extends Queryable {
   constructor(db: DatabasePool) {
     super(db);
     this.logger = new Logger(db.config.name ? `SecureDatabase:${db.config.name}` : 'SecureDatabase');
-    this.statements = new StatementCache(db.transactionPooled ? 0 : STATEMENT_CACHE_CAPACITY);
+    this.statements = new StatementCache(db.config.statementCacheSize);
   }
 
   /** The raw pg.Pool, for what this service does not offer. */
@@ -59,7 +56,7 @@ export class DatabaseService extends Queryable {
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.assertOutsideTransaction();
     this.db.guardStatement(text);
-    // Behind a transaction pooler: BEGIN, the SET LOCAL timeouts and COMMIT around the statement, in its round trip.
+    // Behind a transaction pooler: the SET LOCAL timeouts ahead of the statement, in its round trip.
     const envelope = this.db.statementEnvelope;
     if (this.db.pipeline) return this.db.pipeline.run(text, values, shape, this.statements, (client) => this.resetSession(this.db, client));
     const client = await this.db.acquire();
@@ -71,7 +68,7 @@ export class DatabaseService extends Queryable {
       return result;
     } catch (error) {
       this.db.discardIfBroken(client, error);
-      if (envelope) return this.failEnveloped(client, error);
+      if (envelope) this.failEnveloped(error);
       throw this.db.mapError(error);
     } finally {
       this.db.release(client);
@@ -79,16 +76,15 @@ export class DatabaseService extends Queryable {
   }
 
   /**
-   * A statement failed inside the transaction the module wraps it in behind a transaction pooler:
-   * the server skipped the COMMIT, so the transaction is rolled back here before the connection goes
-   * back. A statement that cannot run in a transaction (25001: VACUUM, CREATE INDEX CONCURRENTLY …)
-   * is told where it can run.
+   * A statement failed behind a transaction pooler. The Sync that ended its round trip rolled back the
+   * implicit transaction it shared with the SET LOCAL timeouts, so nothing is left to undo. A statement
+   * that cannot run there (25001 on PostgreSQL 17 and later: VACUUM, CREATE INDEX CONCURRENTLY … in a
+   * pipeline) is told where it can run.
    */
-  private async failEnveloped(client: pg.PoolClient, error: unknown): Promise<never> {
-    if (error instanceof pg.DatabaseError && !isConnectionUnusable(error)) await this.rollbackClient(this.db, client);
+  private failEnveloped(error: unknown): never {
     if ((error as { code?: unknown }).code === '25001') {
       throw new SessionUnavailableError(
-        'this statement cannot run inside a transaction, and behind a transaction pooler each statement runs in one (so that the timeouts apply): use withConnection() with DATABASE_DIRECT_URL',
+        'this statement cannot share its round trip with the SET LOCAL timeouts the module sends behind a transaction pooler: use withConnection() with DATABASE_DIRECT_URL',
         { cause: this.db.mapError(error) },
       );
     }
