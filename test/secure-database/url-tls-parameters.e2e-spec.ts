@@ -65,9 +65,12 @@ describe('DATABASE_URL sslnegotiation and channel_binding', () => {
       expect(error.message).toContain('SCRAM channel binding check failed');
     });
 
-    it('channel_binding=disable: the same man in the middle logs in, and pg_stat_ssl cannot tell (both legs are TLS)', async () => {
+    it.each([
+      ['channel_binding=disable', { channel_binding: 'disable' }],
+      ['no channel_binding (the default)', {}],
+    ])('%s: the same man in the middle logs in, and pg_stat_ssl cannot tell (both legs are TLS)', async (_name, params) => {
       const sessions = mitm.sessions;
-      const { db, close } = await startDatabaseApp({ url: urlAt(mitm.port, { channel_binding: 'disable' }), sslRootCert: h.caPem, startupRetries: 0 });
+      const { db, close } = await startDatabaseApp({ url: urlAt(mitm.port, params), sslRootCert: h.caPem, startupRetries: 0 });
       await close();
       expect(mitm.sessions).toBe(sessions + 1);
       expect(db.config.client).toMatchObject({ enableChannelBinding: false });
