@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -76,8 +77,10 @@ export async function issueClientCertificate(
   const extPath = join(dir, `${name}.ext`);
   await writeFile(extPath, 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
   await run('openssl', ['req', '-new', ...EC_KEY, '-subj', `/CN=${commonName}`, '-keyout', keyPath, '-out', csrPath]);
+  // A random serial of its own: issuing in parallel never races on the CA's serial file.
+  const serial = `0x${randomBytes(15).toString('hex')}`;
   await run('openssl', [
-    'x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial',
+    'x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-set_serial', serial,
     '-days', String(options.days ?? DEFAULT_DAYS), '-extfile', extPath, '-out', certPath,
   ]);
   if (options.passphrase !== undefined) {

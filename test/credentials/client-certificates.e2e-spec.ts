@@ -1,13 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { readFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   AuthenticationError,
   ConfigurationError,
+  type DatabaseService,
   type SecureDatabaseModuleOptions,
   TlsVerificationError,
   readDatabaseEnv,
   sql,
 } from '../../src/index.js';
+import { harness } from '../support/harness.js';
 import { CERT_ROLE, type ClientCertificateCluster, startClientCertificateCluster } from '../support/client-certificate-cluster.js';
 import { everythingShown, failedStartup, startCredentialsApp } from './credentials-app.js';
 
@@ -127,6 +131,68 @@ describe('client certificates (mTLS)', () => {
       expect(error.message).toMatch(/CN must be the (database )?user name/);
       expectNothingSecret(everythingShown(error, logs));
     });
+  });
+
+  describe('certificate rotation: files given as paths are read again for new connections when they change', () => {
+    /** Ends every connection of `user` on the mtls cluster, so the next query opens a new one. */
+    const terminate = (user: string) =>
+      mtls.cluster.withSuperuser((admin) =>
+        admin.query(`SELECT pg_catalog.pg_terminate_backend(pid, 5000) FROM pg_catalog.pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend'`, [user]),
+      );
+    const serial = (service: DatabaseService) =>
+      service.fetchval<string>(sql`SELECT client_serial::text FROM pg_catalog.pg_stat_ssl WHERE pid = pg_catalog.pg_backend_pid()`);
+
+    it('a renewed client certificate and key reach new connections; a half-rotated pair (new certificate, old key) is not used until it matches', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'mtls-rotation-'));
+      try {
+        const certFile = join(dir, 'tls.crt');
+        const keyFile = join(dir, 'tls.key');
+        await copyFile(mtls.certificates.certRole.certPath, certFile);
+        await copyFile(mtls.certificates.certRole.keyPath, keyFile);
+        const started = await startCredentialsApp({ ...base(), url: certRoleUrl(), sslCert: certFile, sslKey: keyFile, poolMax: 1 });
+        try {
+          const first = await serial(started.service);
+          await copyFile(mtls.certificates.certRoleRenewed.certPath, certFile); // the certificate first: the key is still the old one
+          await terminate(CERT_ROLE);
+          expect(await serial(started.service)).toBe(first);
+          expect(started.logs.text()).toContain('DATABASE_SSL_KEY is not the private key of DATABASE_SSL_CERT: give the key the certificate was issued for: new connections keep using the previous value');
+          await copyFile(mtls.certificates.certRoleRenewed.keyPath, keyFile);
+          await terminate(CERT_ROLE);
+          const renewed = await serial(started.service);
+          expect(renewed).not.toBe(first);
+          expect(started.logs.text()).toContain('DATABASE_SSL_KEY changed: new connections use it');
+          expectNothingSecret(started.logs.text());
+        } finally {
+          await started.close();
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }, 30_000);
+
+    it('the CA file (DATABASE_SSL_ROOT_CERT as a path) replaced: new connections verify the server against the new one', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'ca-rotation-'));
+      try {
+        const caFile = join(dir, 'ca.crt');
+        await copyFile(mtls.caPath, caFile);
+        const { certPath, keyPath } = mtls.certificates.certRole;
+        const started = await startCredentialsApp({ ...base(), sslRootCert: caFile, url: certRoleUrl(), sslCert: certPath, sslKey: keyPath, poolMax: 1 });
+        try {
+          expect(started.logs.text()).toContain('DATABASE_SSL_ROOT_CERT read again when it changes');
+          // A CA that did not sign this server's certificate: the next new connection is refused by verify-full.
+          await copyFile(harness().unrelatedCaPath, caFile);
+          await terminate(CERT_ROLE);
+          const error = await started.service.fetchval(sql`SELECT 1`).catch((e: unknown) => e);
+          expect(error).toBeInstanceOf(TlsVerificationError);
+          await copyFile(mtls.caPath, caFile);
+          expect(await started.service.fetchval(sql`SELECT 2`)).toBe(2);
+        } finally {
+          await started.close();
+        }
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }, 30_000);
   });
 
   describe('refused at startup, before any connection, naming the setting and never its content', () => {
