@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmod, chown, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -33,6 +33,8 @@ export interface PgbouncerOptions {
 export interface Pgbouncer {
   host: string;
   port: number;
+  /** e.g. `PgBouncer 1.18.0`. */
+  version: string;
   /** DATABASE_URL of the upstream's app role and database, through PgBouncer. */
   url(params?: Record<string, string>): string;
   /** Everything PgBouncer printed so far. */
@@ -136,6 +138,7 @@ export async function startPgbouncer(options: PgbouncerOptions): Promise<Pgbounc
   return {
     host: '127.0.0.1',
     port,
+    version: execFileSync(binary, ['--version']).toString().split('\n')[0].trim(),
     url(params = {}) {
       const query = new URLSearchParams(params).toString();
       return `postgresql://${encodeURIComponent(upstream.user)}:${encodeURIComponent(upstream.password)}@127.0.0.1:${port}/${upstream.database}${query ? `?${query}` : ''}`;

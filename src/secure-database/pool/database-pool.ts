@@ -53,7 +53,7 @@ export class DatabasePool {
   lastCertificate?: CertificateExpiry;
   /** Behind a transaction pooler, the pool of DATABASE_DIRECT_URL (withConnection's). */
   readonly direct?: DatabasePool;
-  /** Behind a transaction pooler: BEGIN and the SET LOCAL timeouts before each statement, COMMIT after. */
+  /** Behind a transaction pooler: the SET LOCAL timeouts ahead of each statement, in its round trip and its implicit transaction. */
   readonly statementEnvelope?: StatementEnvelope;
   /** Autocommit statements pipelined when the pool is saturated (the pipelining option). */
   readonly pipeline?: PipelinedRunner;
@@ -74,7 +74,7 @@ export class DatabasePool {
   constructor(readonly config: ResolvedDatabaseConfig) {
     this.logger = new Logger(config.name ? `SecureDatabase:${config.name}` : 'SecureDatabase');
     if (config.direct) this.direct = new DatabasePool(config.direct);
-    if (config.pooler.mode === 'transaction') this.statementEnvelope = { before: ['BEGIN', localTimeoutsSql(config.serverTimeouts)], after: ['COMMIT'] };
+    if (config.pooler.mode === 'transaction') this.statementEnvelope = { before: [localTimeoutsSql(config.serverTimeouts)], after: [] };
     if (config.pipelining) this.pipeline = new PipelinedRunner(this);
     const unusable = this.unusable;
     const credentials = (this.credentials = new ConnectionCredentials(config, this.logger));

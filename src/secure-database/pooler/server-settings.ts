@@ -17,9 +17,10 @@ const assignments = (timeouts: ServerTimeouts, local: boolean) =>
   SETTINGS.map(([key, name]) => `pg_catalog.set_config('${name}', '${Math.trunc(timeouts[key])}', ${local})`).join(', ');
 
 /**
- * Behind a transaction pooler, for the transaction the module opens around each statement (and after
- * BEGIN in transaction()): set_config(…, true) is SET LOCAL, so the timeouts hold for exactly this
- * transaction on whichever server connection runs it, and leave nothing behind on that connection.
+ * Behind a transaction pooler, ahead of each statement in its round trip (the implicit transaction
+ * that lasts until the Sync), and after BEGIN in transaction(): set_config(…, true) is SET LOCAL, so
+ * the timeouts hold for exactly that transaction on whichever server connection runs it, and leave
+ * nothing behind on that connection.
  */
 export function localTimeoutsSql(timeouts: ServerTimeouts): string {
   return `SELECT ${assignments(timeouts, true)}`;
