@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import pg from 'pg';
-import { PoolExhaustedError, ShuttingDownError } from '../errors/connection.errors.js';
+import { PoolExhaustedError, ServerRoleMismatchError, ShuttingDownError } from '../errors/connection.errors.js';
+import { SessionUnavailableError } from '../errors/pooler.errors.js';
 import { NotFoundError } from '../errors/query.errors.js';
 import { toDatabaseError } from '../errors/to-database-error.js';
 import { databaseErrorStatus, reasonPhrase } from './database-error-status.js';
@@ -42,7 +43,7 @@ describe('databaseErrorStatus', () => {
     expect(fromSqlstate(sqlstate)).toEqual({ status, message: expect.any(String) });
   });
 
-  it.each(['53300', '57P01', '57P02', '57P03', '08006', '08001'])('SQLSTATE %s -> 503 with a small Retry-After', (sqlstate) => {
+  it.each(['53300', '57P01', '57P02', '57P03', '08006', '08001', '25006'])('SQLSTATE %s -> 503 with a small Retry-After', (sqlstate) => {
     const { status, retryAfterSeconds } = fromSqlstate(sqlstate);
     expect(status).toBe(503);
     expect(retryAfterSeconds).toBeGreaterThanOrEqual(1);
@@ -53,6 +54,12 @@ describe('databaseErrorStatus', () => {
     expect(databaseErrorStatus(new PoolExhaustedError('x'))).toMatchObject({ status: 503, retryAfterSeconds: 1 });
     expect(databaseErrorStatus(new ShuttingDownError())).toMatchObject({ status: 503, retryAfterSeconds: 1 });
     expect(databaseErrorStatus({ code: 'DB_CONNECT_TIMEOUT' })).toMatchObject({ status: 503, retryAfterSeconds: 2 });
+  });
+
+  it('failover and pooler conditions: a demoted primary or no primary yet retry shortly; a session behind a transaction pooler is the app's setup', () => {
+    expect(fromSqlstate('25006')).toEqual({ status: 503, message: 'The database is temporarily unavailable', retryAfterSeconds: 1 });
+    expect(databaseErrorStatus(new ServerRoleMismatchError('x'))).toMatchObject({ status: 503, retryAfterSeconds: 2 });
+    expect(databaseErrorStatus(new SessionUnavailableError('x'))).toEqual({ status: 500, message: 'An internal error occurred' });
   });
 
   it('NotFoundError -> 404', () => {
