@@ -52,8 +52,9 @@ export async function issueServerCertificate(
     `subjectAltName=${san}\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n`,
   );
   await run('openssl', ['req', '-new', ...EC_KEY, '-subj', `/CN=${hosts[0]}`, '-keyout', keyPath, '-out', csrPath]);
+  // A random serial: clusters started in parallel never race on the CA's serial file (-CAcreateserial).
   await run('openssl', [
-    'x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-CAcreateserial',
+    'x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath, '-set_serial', `0x${randomBytes(15).toString('hex')}`,
     '-days', String(days), '-extfile', extPath, '-out', certPath,
   ]);
   return { certPath, keyPath };
