@@ -13,7 +13,11 @@ export type AppEnv = 'production' | 'development' | 'test';
 export interface SecureDatabaseModuleOptions {
   /** Connection name, for several connections in one app. Default: the default connection. */
   name?: string;
-  /** postgres:// or postgresql:// URL (DATABASE_URL). libpq parameters sslmode, sslrootcert, sslcert, sslkey, connect_timeout, application_name and options are honoured. */
+  /**
+   * postgres:// or postgresql:// URL (DATABASE_URL). libpq parameters sslmode, sslrootcert, sslcert, sslkey,
+   * connect_timeout, application_name, options, target_session_attrs and load_balance_hosts are honoured,
+   * and libpq's host lists (`h1:5432,h2:5433`): each new connection tries the hosts in order.
+   */
   url?: string;
   /** Path of a file holding the URL, for Docker/Kubernetes secrets (DATABASE_URL_FILE). Read again for new connections when it changes: its user and password apply. */
   urlFile?: string;
