@@ -56,7 +56,7 @@ describe('databaseErrorStatus', () => {
     expect(databaseErrorStatus({ code: 'DB_CONNECT_TIMEOUT' })).toMatchObject({ status: 503, retryAfterSeconds: 2 });
   });
 
-  it('failover and pooler conditions: a demoted primary or no primary yet retry shortly; a session behind a transaction pooler is the app's setup', () => {
+  it("failover and pooler conditions: a demoted primary or no primary yet retry shortly; a session behind a transaction pooler is the app's setup", () => {
     expect(fromSqlstate('25006')).toEqual({ status: 503, message: 'The database is temporarily unavailable', retryAfterSeconds: 1 });
     expect(databaseErrorStatus(new ServerRoleMismatchError('x'))).toMatchObject({ status: 503, retryAfterSeconds: 2 });
     expect(databaseErrorStatus(new SessionUnavailableError('x'))).toEqual({ status: 500, message: 'An internal error occurred' });
