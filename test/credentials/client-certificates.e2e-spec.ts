@@ -83,6 +83,15 @@ describe('client certificates (mTLS)', () => {
       expectNothingSecret(seen.logs);
     });
 
+    it('a certificate close to its end connects, and startup warns when it expires', async () => {
+      const { certPath, keyPath } = mtls.certificates.shortLived;
+      const seen = await serverView({ ...base(), url: certRoleUrl(), sslCert: certPath, sslKey: keyPath });
+      expect(seen).toMatchObject({ user: CERT_ROLE, dn: `/CN=${CERT_ROLE}` });
+      expect(seen.logs).toMatch(/\[warn\] The client certificate \(DATABASE_SSL_CERT\) expires in (9|10) day\(s\), on \d{4}-.*: renew it/);
+      const longLived = await serverView({ ...base(), url: certRoleUrl(), sslCert: mtls.certificates.certRole.certPath, sslKey: mtls.certificates.certRole.keyPath });
+      expect(longLived.logs).not.toContain('expires in');
+    });
+
     it('no certificate: refused, and the error names DATABASE_SSL_CERT and DATABASE_SSL_KEY', async () => {
       const { error, logs } = await failedStartup({ ...base(), url: certRoleUrl() });
       expect(error).toBeInstanceOf(AuthenticationError);

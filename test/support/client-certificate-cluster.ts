@@ -26,6 +26,8 @@ export interface ClientCertificateCluster {
     otherName: ServerCertificate;
     /** CN=cert_login, signed by a CA the server does not trust. */
     otherCa: ServerCertificate;
+    /** CN=cert_login, valid for 10 days only. */
+    shortLived: ServerCertificate;
   };
   passphrase: string;
   stop(): Promise<void>;
@@ -45,13 +47,14 @@ export async function startClientCertificateCluster(): Promise<ClientCertificate
     const dir = join(local.rootDir, 'client-certificates');
     await mkdir(dir);
     const passphrase = randomBytes(12).toString('base64url');
-    const [certRole, certRoleRenewed, certRoleEncrypted, app, otherName, otherCa] = await Promise.all([
+    const [certRole, certRoleRenewed, certRoleEncrypted, app, otherName, otherCa, shortLived] = await Promise.all([
       issueClientCertificate(local.ca, dir, CERT_ROLE),
       issueClientCertificate(local.ca, dir, CERT_ROLE, { name: 'cert-login-renewed' }),
       issueClientCertificate(local.ca, dir, CERT_ROLE, { name: 'cert-login-encrypted', passphrase }),
       issueClientCertificate(local.ca, dir, cluster.facts.user),
       issueClientCertificate(local.ca, dir, 'someone_else'),
       issueClientCertificate(local.unrelatedCa, dir, CERT_ROLE, { name: 'cert-login-other-ca' }),
+      issueClientCertificate(local.ca, dir, CERT_ROLE, { name: 'cert-login-short-lived', days: 10 }),
     ]);
 
     // The server's own copy of the CA it trusts for client certificates, readable by its account.
@@ -73,7 +76,7 @@ export async function startClientCertificateCluster(): Promise<ClientCertificate
       cluster,
       caPem: await readFile(local.ca.certPath, 'utf8'),
       caPath: local.ca.certPath,
-      certificates: { certRole, certRoleRenewed, certRoleEncrypted, app, otherName, otherCa },
+      certificates: { certRole, certRoleRenewed, certRoleEncrypted, app, otherName, otherCa, shortLived },
       passphrase,
       stop: local.stop,
     };

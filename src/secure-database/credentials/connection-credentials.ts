@@ -32,6 +32,9 @@ interface ClientInternals {
 
 const ATTEMPT = Symbol('credentials used by the connection that failed');
 
+// A client certificate this close to its end is warned about at startup (the server refuses an expired one).
+const CLIENT_CERTIFICATE_WARNING_DAYS = 30;
+
 const CLIENT_CERTIFICATE_SETTINGS = 'DATABASE_SSL_CERT and DATABASE_SSL_KEY (or sslcert and sslkey in DATABASE_URL)';
 
 // TLS alerts a server sends about the client's certificate (Node: ERR_SSL_TLSV1_ALERT_UNKNOWN_CA …).
@@ -88,6 +91,14 @@ export class ConnectionCredentials {
       if (kind === 'changed') this.logger.log(`${label} changed: new connections use it (open connections keep theirs until they retire)`);
       else this.logger.warn(`${problem}: new connections keep using the previous value`);
     };
+    const certificate = tls.clientCertificate;
+    const daysLeft = certificate ? Math.floor((certificate.pair.validTo.getTime() - Date.now()) / 86_400_000) : Infinity;
+    if (certificate && daysLeft < CLIENT_CERTIFICATE_WARNING_DAYS) {
+      this.logger.warn(
+        `The client certificate (${certificate.labels.cert}) expires in ${daysLeft} day(s), on ${certificate.pair.validTo.toISOString()}: renew it` +
+          (certificate.watched ? ' (new files at the same paths are used by new connections without a restart)' : ''),
+      );
+    }
   }
 
   /** Whether anything can differ between connections: a file to watch, a provider, a client certificate. */
