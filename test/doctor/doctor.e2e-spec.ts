@@ -167,6 +167,13 @@ describe('doctor (the built CLI, as a child process) on the shared clusters', ()
       expect(run.check('connection').status).toBe('pass');
     });
 
+    it('DATABASE_PASSWORD with a URL that has none: connects, the password printed nowhere', async () => {
+      const bare = h.tls.url().replace(/:[^:@/]*@/, '@');
+      const run = await runDoctorCli({ DATABASE_URL: bare, DATABASE_PASSWORD: h.tls.facts.password, DATABASE_SSL_ROOT_CERT: h.caPath }, { secrets: [h.tls.facts.password] });
+      expect(run.code).toBe(0);
+      expect(run.check('authentication').status).toBe('pass');
+    });
+
     it('a URL as an argument: exit 2, refused without being echoed', async () => {
       const run = await runDoctorCli({}, { args: ['doctor', h.tls.url()], secrets: [h.tls.facts.password, h.tls.url()] });
       expect(run.code).toBe(2);
@@ -194,5 +201,11 @@ describe('doctor (the built CLI, as a child process) on the shared clusters', ()
     const run = await runDoctorCli(verified(h.tls.url({ channel_binding: 'sometimes' })));
     expect(run.code).toBe(2);
     expect(run.json?.problems).toEqual(['channel_binding in DATABASE_URL must be one of disable, prefer, require']);
+  });
+
+  it('channel_binding=require without TLS (the development plaintext opt-in): a configuration error, exit 2', async () => {
+    const run = await runDoctorCli({ DATABASE_URL: h.plain.url({ sslmode: 'disable', channel_binding: 'require' }), APP_ENV: 'development', DATABASE_ALLOW_PLAINTEXT: 'true' });
+    expect(run.code).toBe(2);
+    expect(run.json?.problems).toEqual([expect.stringMatching(/^channel_binding in DATABASE_URL is require, which needs TLS/)]);
   });
 });

@@ -10,7 +10,7 @@ import { readDatabaseEnv } from '../../src/secure-database/config/database.confi
 import { createHealthApp } from '../health/health-app.js';
 import { startDatabaseApp, startupError } from '../support/database-app.js';
 import { harness } from '../support/harness.js';
-import { installExpiredCertificate } from './expired-certificate.js';
+import { installServerCertificate } from './server-certificate.js';
 import { runDoctorCli } from './doctor-process.js';
 
 const TLS_HOSTS = ['localhost', '127.0.0.1'];
@@ -18,13 +18,13 @@ const quick = { startupRetries: 0, connectTimeoutMs: 5000 };
 
 /**
  * Servers configured as the shared harness must never be: md5, cleartext-password and trust
- * authentication, a certificate expiring in 10 days, one expired in 2020, and one accepting TLS 1.0/1.1.
- * One startLocalPostgres call: one initdb, six copies.
+ * authentication, a certificate expiring in 10 days, one expired in 2020, one signed with SHA-1, and one
+ * accepting TLS 1.0/1.1. One startLocalPostgres call: one initdb, seven copies.
  */
 describe('doctor and the module on clusters of their own', () => {
   let local: LocalPostgres;
   let ca: string;
-  let c: Record<'md5' | 'password' | 'trust' | 'expiring' | 'expired' | 'legacy', LocalPostgresCluster>;
+  let c: Record<'md5' | 'password' | 'trust' | 'expiring' | 'expired' | 'legacy' | 'weak', LocalPostgresCluster>;
   const env = (cluster: LocalPostgresCluster, params: Record<string, string> = {}, extra: Record<string, string> = {}) => ({
     DATABASE_URL: cluster.url(params),
     DATABASE_SSL_ROOT_CERT: local.ca.certPath,
@@ -41,10 +41,12 @@ describe('doctor and the module on clusters of their own', () => {
       { name: 'expiring', tls: TLS_HOSTS, certificateDays: 10 },
       { name: 'expired', tls: TLS_HOSTS },
       { name: 'legacy', tls: TLS_HOSTS },
+      { name: 'weak', tls: TLS_HOSTS },
     ]);
     c = local.clusters as typeof c;
     ca = await readFile(local.ca.certPath, 'utf8');
-    await installExpiredCertificate(c.expired, local.ca);
+    await installServerCertificate(c.expired, local.ca, { startDate: '20200101000000Z', endDate: '20200201000000Z' });
+    await installServerCertificate(c.weak, local.ca, { digest: 'sha1' });
     // A server that also accepts TLS 1.0/1.1 (OpenSSL 3 needs security level 0 for them).
     await c.legacy.withSuperuser(async (admin) => {
       await admin.query("ALTER SYSTEM SET ssl_min_protocol_version = 'TLSv1'");
@@ -84,7 +86,7 @@ describe('doctor and the module on clusters of their own', () => {
       const run = await runDoctorCli(env(c.md5, { channel_binding: 'require' }));
       expect(run.code).toBe(1);
       expect(run.check('channel-binding')).toMatchObject({ status: 'fail', evidence: 'refused by channel_binding=require: the server asked for md5 password authentication' });
-      expect(run.check('connection')).toMatchObject({ status: 'fail', fix: 'see channel-binding' });
+      expect(run.check('connection')).toMatchObject({ status: 'fail', fix: 'see channel-binding, authentication' });
       expect(run.check('authentication').status).toBe('fail');
     });
 
@@ -101,11 +103,32 @@ describe('doctor and the module on clusters of their own', () => {
     it('an expired certificate: verify-full cannot connect (exit 1 on certificate expiry); sslmode=require connects and fails it too', async () => {
       const verifying = await runDoctorCli(env(c.expired));
       expect(verifying.code).toBe(1);
-      expect(verifying.check('certificate-expiry')).toMatchObject({ status: 'fail', evidence: 'TLS verification failed: the server certificate has expired' });
+      // The refused certificate, seen by a second handshake that does not refuse it: its date, not only the verdict.
+      expect(verifying.check('certificate-expiry')).toMatchObject({ status: 'fail', evidence: 'server certificate CN=localhost expired on 2020-02-01' });
+      expect(verifying.check('connection')).toMatchObject({ evidence: expect.stringMatching(/the server certificate has expired \[CERT_HAS_EXPIRED\]$/), fix: 'see certificate-expiry' });
       const unverified = await runDoctorCli({ DATABASE_URL: c.expired.url({ sslmode: 'require' }) });
       expect(unverified.code).toBe(1);
       expect(unverified.check('connection').status).toBe('pass');
       expect(unverified.check('certificate-expiry')).toMatchObject({ status: 'fail', evidence: 'server certificate CN=localhost expired on 2020-02-01' });
+    });
+
+    it('a certificate signed with SHA-1: verify-full refuses it (exit 1 on signatures); under sslmode=require the chain shows it', async () => {
+      // Node refuses the chain with OpenSSL's UNSPECIFIED; a second handshake, not refusing, shows the certificate.
+      const verifying = await runDoctorCli(env(c.weak));
+      expect(verifying.code).toBe(1);
+      expect(verifying.check('certificate-signatures')).toMatchObject({
+        status: 'fail',
+        evidence: expect.stringMatching(/^CN=localhost: ecdsa-with-SHA1, EC P-256 .*; signed with a broken hash: CN=localhost$/),
+      });
+      expect(verifying.check('server-identity')).toMatchObject({ status: 'fail', evidence: expect.stringMatching(/^the chain does not verify against DATABASE_SSL_ROOT_CERT: /) });
+      expect(verifying.check('connection').fix).toBe('see server-identity, certificate-signatures');
+      const unverified = await runDoctorCli({ DATABASE_URL: c.weak.url({ sslmode: 'require' }) });
+      expect(unverified.code).toBe(1);
+      expect(unverified.check('connection').status).toBe('pass');
+      expect(unverified.check('certificate-signatures')).toMatchObject({
+        status: 'fail',
+        evidence: 'CN=localhost: ecdsa-with-SHA1, EC P-256; signed with a broken hash: CN=localhost',
+      });
     });
 
     it('a server that accepts TLS 1.0/1.1: warn on its TLS minimum, seen by a handshake the app role needs no privilege for', async () => {

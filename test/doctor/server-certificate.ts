@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,26 +11,35 @@ import type { CertificateAuthority } from '../../src/local-postgres/tls-certific
 
 const run = promisify(execFile);
 
-/** Waits until the server presents a certificate whose expiry satisfies `served` (a reload is a signal: it takes effect a moment later). */
-async function untilServed(cluster: LocalPostgresCluster, served: (validTo: Date) => boolean): Promise<void> {
+/** Waits until the server presents the certificate `pem` (a reload is a signal: it takes effect a moment later). */
+async function untilServed(cluster: LocalPostgresCluster, pem: string): Promise<void> {
+  const expected = new X509Certificate(pem).fingerprint256;
   for (let attempt = 0; attempt < 50; attempt++) {
     const client = new pg.Client({ ...cluster.clientConfig('superuser'), ssl: { rejectUnauthorized: false } });
     await client.connect();
     const socket = (client as unknown as { connection: { stream: TLSSocket } }).connection.stream;
-    const validTo = new Date(socket.getPeerCertificate().valid_to);
+    const fingerprint = socket.getPeerCertificate().fingerprint256;
     await client.end();
-    if (served(validTo)) return;
+    if (fingerprint === expected) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`${cluster.name} did not start serving the new certificate`);
 }
 
+export interface CertificateShape {
+  /** openssl's YYYYMMDDHHMMSSZ; with `endDate`, instead of 30 days from now. */
+  startDate?: string;
+  endDate?: string;
+  /** The signature's digest (sha256 unless told). */
+  digest?: 'sha1' | 'sha256';
+}
+
 /**
- * Gives a running TLS cluster a server certificate (for localhost and 127.0.0.1, signed by `ca`) that
- * expired in 2020, and reloads the server (PostgreSQL reloads its TLS files on SIGHUP). `openssl x509
- * -days` refuses a validity in the past; `openssl ca` takes explicit start and end dates.
+ * Gives a running TLS cluster a new server certificate (for localhost and 127.0.0.1, signed by `ca`)
+ * of the given shape, and reloads the server (PostgreSQL reloads its TLS files on SIGHUP). `openssl
+ * ca`, unlike `openssl x509 -days`, takes a validity in the past and any digest.
  */
-export async function installExpiredCertificate(cluster: LocalPostgresCluster, ca: CertificateAuthority): Promise<void> {
+export async function installServerCertificate(cluster: LocalPostgresCluster, ca: CertificateAuthority, shape: CertificateShape): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'expired-cert-'));
   try {
     await writeFile(join(dir, 'index.txt'), '');
@@ -62,7 +72,8 @@ export async function installExpiredCertificate(cluster: LocalPostgresCluster, c
     await run('openssl', [
       'ca', '-batch', '-config', join(dir, 'ca.cnf'), '-extensions', 'server', '-notext',
       '-cert', ca.certPath, '-keyfile', ca.keyPath,
-      '-startdate', '20200101000000Z', '-enddate', '20200201000000Z',
+      '-md', shape.digest ?? 'sha256',
+      ...(shape.endDate ? ['-startdate', shape.startDate ?? '20200101000000Z', '-enddate', shape.endDate] : ['-days', '30']),
       '-in', csr, '-out', cert,
     ]);
     // Written over the existing files: they keep the server account as owner and the key its 0600.
@@ -70,7 +81,8 @@ export async function installExpiredCertificate(cluster: LocalPostgresCluster, c
     await writeFile(join(tlsDir, 'server.crt'), await readFile(cert));
     await writeFile(join(tlsDir, 'server.key'), await readFile(key));
     await cluster.withSuperuser((admin) => admin.query('SELECT pg_catalog.pg_reload_conf()'));
-    await untilServed(cluster, (validTo) => validTo.getUTCFullYear() === 2020);
+    const served = await readFile(cert, 'utf8');
+    await untilServed(cluster, served);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -30,9 +30,12 @@ const skip = (id: string, evidence = 'not checked: no connection was established
 const FIX_VERIFY_FULL = 'remove sslmode=require from DATABASE_URL (verify-full is the default) and set DATABASE_SSL_ROOT_CERT to the CA that signed the server certificate (none for a public CA)';
 const EXPIRY_CODES = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
 const PROTOCOL_CODE = /PROTOCOL|VERSION/i;
+const SIGNATURE_CODE = /MD_TOO_WEAK|KEY_TOO_SMALL|SIGALG/i;
 
 /** The error belongs to this check (a connection that failed because of it). */
-function failedOn(facts: ProbeFacts, id: 'tls' | 'tls-protocol' | 'server-identity' | 'certificate-expiry' | 'channel-binding'): boolean {
+type OwnedCheck = 'tls' | 'tls-protocol' | 'server-identity' | 'certificate-expiry' | 'certificate-signatures' | 'channel-binding';
+
+function failedOn(facts: ProbeFacts, id: OwnedCheck): boolean {
   const { error, errorCode = '' } = facts;
   if (!error) return false;
   switch (id) {
@@ -42,8 +45,10 @@ function failedOn(facts: ProbeFacts, id: 'tls' | 'tls-protocol' | 'server-identi
       return error instanceof TlsVerificationError && PROTOCOL_CODE.test(errorCode);
     case 'certificate-expiry':
       return error instanceof TlsVerificationError && EXPIRY_CODES.has(errorCode);
+    case 'certificate-signatures':
+      return error instanceof TlsVerificationError && SIGNATURE_CODE.test(errorCode);
     case 'server-identity':
-      return error instanceof TlsVerificationError && !EXPIRY_CODES.has(errorCode) && !PROTOCOL_CODE.test(errorCode);
+      return error instanceof TlsVerificationError && !EXPIRY_CODES.has(errorCode) && !PROTOCOL_CODE.test(errorCode) && !SIGNATURE_CODE.test(errorCode);
     case 'channel-binding':
       return error instanceof ChannelBindingError;
   }
@@ -55,16 +60,16 @@ function connection({ config, facts }: DoctorInput): DoctorCheck {
     return fail(
       'connection',
       `no connection to ${target.host}:${target.port}/${target.database} as ${target.user}: ${facts.error.message}${facts.errorCode ? ` [${facts.errorCode}]` : ''}`,
-      connectionFix(facts),
+      connectionFix(facts, []),
     );
   }
   const where = facts.reached ? `${facts.reached.host}:${facts.reached.port}` : `${target.host}:${target.port}`;
   return pass('connection', `${where}/${target.database} as ${target.user}, PostgreSQL ${facts.server?.serverVersion ?? 'unknown'}, through the module's own pool and TLS assertion`);
 }
 
-function connectionFix(facts: ProbeFacts): string {
-  const owner = (['tls', 'tls-protocol', 'server-identity', 'certificate-expiry', 'channel-binding'] as const).find((id) => failedOn(facts, id));
-  if (owner) return `see ${owner}`;
+/** Where a failed connection's fix is: the other checks that failed, else the credentials or the network. */
+function connectionFix(facts: ProbeFacts, failed: string[]): string {
+  if (failed.length) return `see ${failed.join(', ')}`;
   if (facts.error instanceof AuthenticationError) return 'check the user name and password in DATABASE_URL, and that pg_hba.conf lets this role in from here over TLS';
   return 'check the host and port, that the server is up, and that the network lets this machine reach it (firewall, allow-list, private network)';
 }
@@ -112,14 +117,20 @@ function tlsProtocol({ facts }: DoctorInput): DoctorCheck {
 
 function serverIdentity({ config, facts }: DoctorInput): DoctorCheck {
   const { tls } = config;
-  if (failedOn(facts, 'server-identity')) {
-    return fail('server-identity', facts.error!.message, 'give the CA that signed the server certificate in DATABASE_SSL_ROOT_CERT, and connect with a host name the certificate names');
-  }
   if (!tls.encrypted) return fail('server-identity', 'no TLS: nothing identifies the server', 'use TLS with sslmode=verify-full');
   const socket = facts.socket;
-  if (!socket?.encrypted) return skip('server-identity');
   const host = facts.reached?.host ?? config.target.host;
-  const names = socket.hostnameError ? `the certificate does not name ${host}` : `the certificate names ${host}`;
+  const names = socket && (socket.hostnameError ? `the certificate does not name ${host}` : `the certificate names ${host}`);
+  const FIX = 'give the CA that signed the server certificate in DATABASE_SSL_ROOT_CERT, and connect with a host name the certificate names';
+  if (failedOn(facts, 'server-identity')) return fail('server-identity', `${facts.error!.message}${names ? `; ${names}` : ''}`, FIX);
+  if (!socket?.encrypted) return skip('server-identity');
+  // The connection was refused and a second handshake shows why: the chain does not verify.
+  if (facts.socketPeeked && tls.verifiesChain && !socket.authorized && EXPIRY_CODES.has(socket.authorizationError ?? '')) {
+    return skip('server-identity', `not judged: the chain is refused for its dates (${socket.authorizationError}), see certificate-expiry; ${names}`);
+  }
+  if (facts.socketPeeked && tls.verifiesChain && !socket.authorized) {
+    return fail('server-identity', `the chain does not verify against ${tls.caSource}: ${socket.authorizationError ?? 'unknown reason'}; ${names}`, FIX);
+  }
   if (tls.verifiesHostname && socket.authorized) {
     return pass('server-identity', `verified (chain and host name, sslmode=verify-full, CA: ${tls.caSource}): ${names}`);
   }
@@ -141,9 +152,11 @@ function serverIdentity({ config, facts }: DoctorInput): DoctorCheck {
 }
 
 function certificateExpiry({ facts, now = Date.now() }: DoctorInput): DoctorCheck {
-  if (failedOn(facts, 'certificate-expiry')) return fail('certificate-expiry', facts.error!.message, 'renew the server certificate now');
   const chain = facts.socket?.chain ?? [];
-  if (chain.length === 0) return skip('certificate-expiry', facts.error ? undefined : 'not checked: no certificate was presented');
+  if (chain.length === 0) {
+    if (failedOn(facts, 'certificate-expiry')) return fail('certificate-expiry', facts.error!.message, 'renew the server certificate now');
+    return skip('certificate-expiry', facts.error ? undefined : 'not checked: no certificate was presented');
+  }
   const first = chain.reduce((a, c) => (c.validTo < a.validTo ? c : a));
   const left = daysLeft(first.validTo, now);
   const when = first.validTo.toISOString().slice(0, 10);
@@ -164,7 +177,10 @@ function certificateExpiry({ facts, now = Date.now() }: DoctorInput): DoctorChec
 
 function certificateSignatures({ facts }: DoctorInput): DoctorCheck {
   const chain = facts.socket?.chain ?? [];
-  if (chain.length === 0) return skip('certificate-signatures', facts.error ? undefined : 'not checked: no certificate was presented');
+  if (chain.length === 0) {
+    if (failedOn(facts, 'certificate-signatures')) return fail('certificate-signatures', facts.error!.message, 'reissue the server certificate with a SHA-256 (or stronger) signature and a 2048-bit RSA or P-256 key');
+    return skip('certificate-signatures', facts.error ? undefined : 'not checked: no certificate was presented');
+  }
   const evidence = chain.map((c) => `${c.subject}: ${c.signatureAlgorithm}, ${c.key}${c.selfSigned ? ' (root)' : ''}`).join(' <- ');
   // A root's signature on itself proves nothing and is never checked: only the signatures below it count.
   const weak = chain.filter((c) => !c.selfSigned && isWeakSignature(c.signatureAlgorithm));
@@ -321,7 +337,7 @@ function latency({ config, facts }: DoctorInput): DoctorCheck {
 
 /** Every check, in report order. */
 export function evaluateChecks(input: DoctorInput): DoctorCheck[] {
-  return [
+  const checks = [
     connection,
     configuration,
     tlsActive,
@@ -340,4 +356,6 @@ export function evaluateChecks(input: DoctorInput): DoctorCheck[] {
     platform,
     latency,
   ].map((check) => check(input));
+  const failedElsewhere = checks.filter((c) => c.status === 'fail' && c.id !== 'connection').map((c) => c.id);
+  return checks.map((c) => (c.id === 'connection' && c.status === 'fail' ? { ...c, fix: connectionFix(input.facts, failedElsewhere) } : c));
 }

@@ -1,5 +1,5 @@
 import { connect as connectTcp, isIP, type Socket } from 'node:net';
-import { checkServerIdentity, connect as connectTls, TLSSocket } from 'node:tls';
+import { type ConnectionOptions, checkServerIdentity, connect as connectTls, TLSSocket } from 'node:tls';
 import type pg from 'pg';
 import { type AuthenticationObservation, authenticationOf, latestAuthentication } from '../auth/observe-authentication.js';
 import type { ResolvedDatabaseConfig } from '../config/resolve-database-config.js';
@@ -23,6 +23,8 @@ export interface ProbeFacts {
   /** The pool's TLS assertion passed and reported this (both ends of the connection). */
   tls?: ConnectionTlsFacts;
   socket?: SocketFacts;
+  /** `socket` comes from a handshake of its own made after the connection failed (peekCertificate). */
+  socketPeeked?: boolean;
   server?: ServerFacts;
   /** Round trips of `SELECT 1`, in milliseconds. */
   roundTripsMs?: number[];
@@ -85,57 +87,85 @@ const ROUND_TRIPS = 5;
 // SSLRequest: length 8, code 80877103.
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 
+type Handshake<T> = { ok: true; value: T } | { ok: false; code: string } | { ok: undefined; reason: string };
+
 /**
- * Offers the endpoint a TLS 1.0/1.1-only handshake (after an SSLRequest, or directly under
- * sslnegotiation=direct), with no credentials: whether it accepts tells its real minimum, also for a
- * role that cannot read ssl_min_protocol_version, and for whatever terminates TLS (a pooler, a proxy).
+ * One TLS handshake with the endpoint, on a connection of its own and with no credentials: an
+ * SSLRequest first (or TLS straight away under sslnegotiation=direct), then `inspect` on the
+ * established socket. Never sends a startup packet.
  */
-export function probeLegacyTls(host: string, port: number, direct: boolean, timeoutMs: number): Promise<LegacyTlsProbe> {
+function tlsHandshake<T>(endpoint: { host: string; port: number; direct: boolean }, timeoutMs: number, options: ConnectionOptions, inspect: (socket: TLSSocket) => T): Promise<Handshake<T>> {
+  const { host, port, direct } = endpoint;
   return new Promise((resolve) => {
     // Only the outermost socket is destroyed: destroying the TCP socket under a TLS socket as well
     // crashes Node 20 at exit (SIGSEGV) once a connection with its own CA has been made.
     let outer: { destroy(): void } | undefined;
-    const done = (result: LegacyTlsProbe) => {
+    const done = (result: Handshake<T>) => {
       clearTimeout(timer);
       outer?.destroy();
       resolve(result);
     };
-    const timer = setTimeout(() => done({ accepted: undefined, reason: 'no answer in time' }), timeoutMs);
-    const handshake = (options: { socket?: Socket; host?: string; port?: number }) => {
+    const timer = setTimeout(() => done({ ok: undefined, reason: 'no answer in time' }), timeoutMs);
+    const handshake = (transport: { socket?: Socket; host?: string; port?: number }) => {
       const secure = connectTls({
         ...options,
+        ...transport,
         ...(isIP(host) ? {} : { servername: host }),
         ...(direct ? { ALPNProtocols: ['postgresql'] } : {}),
-        minVersion: 'TLSv1',
-        maxVersion: 'TLSv1.1',
-        // OpenSSL 3 offers nothing below TLS 1.2 at its default security level.
-        ciphers: 'DEFAULT:@SECLEVEL=0',
-        rejectUnauthorized: false,
       });
       outer = secure;
-      secure.once('secureConnect', () => done({ accepted: true, protocol: secure.getProtocol() ?? 'TLS < 1.2' }));
-      secure.once('error', (error: NodeJS.ErrnoException) => {
-        const code = error.code ?? 'error';
-        // Refused by this client's own TLS library, not by the server: nothing learnt.
-        if (/NO_PROTOCOLS_AVAILABLE|NO_CIPHERS_AVAILABLE|NO_SUITABLE_SIGNATURE/.test(code)) done({ accepted: undefined, reason: `this Node cannot offer TLS 1.0/1.1 (${code})` });
-        else done({ accepted: false, code });
-      });
+      secure.once('secureConnect', () => done({ ok: true, value: inspect(secure) }));
+      secure.once('error', (error: NodeJS.ErrnoException) => done({ ok: false, code: error.code ?? 'error' }));
     };
     if (direct) return handshake({ host, port });
     const tcp = connectTcp({ host, port });
     outer = tcp;
-    tcp.once('error', (error: NodeJS.ErrnoException) => done({ accepted: undefined, reason: error.code ?? 'connection failed' }));
+    tcp.once('error', (error: NodeJS.ErrnoException) => done({ ok: undefined, reason: error.code ?? 'connection failed' }));
     tcp.once('connect', () => tcp.write(SSL_REQUEST));
     tcp.once('data', (reply) => {
-      if (reply[0] !== 0x53 /* S */) return done({ accepted: undefined, reason: 'the endpoint offers no TLS' });
+      if (reply[0] !== 0x53 /* S */) return done({ ok: undefined, reason: 'the endpoint offers no TLS' });
       handshake({ socket: tcp });
     });
   });
 }
 
-function socketFacts(client: pg.ClientBase, host: string): SocketFacts | undefined {
-  const socket = (client as unknown as { connection?: { stream?: unknown } }).connection?.stream;
-  if (!(socket instanceof TLSSocket)) return { encrypted: false, authorized: false, chain: [] };
+/**
+ * Offers the endpoint a TLS 1.0/1.1-only handshake: whether it accepts tells its real minimum, also
+ * for a role that cannot read ssl_min_protocol_version, and for whatever terminates TLS (a pooler, a proxy).
+ */
+export async function probeLegacyTls(endpoint: { host: string; port: number; direct: boolean }, timeoutMs: number): Promise<LegacyTlsProbe> {
+  const result = await tlsHandshake(
+    endpoint,
+    timeoutMs,
+    // OpenSSL 3 offers nothing below TLS 1.2 at its default security level.
+    { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0', rejectUnauthorized: false },
+    (socket) => socket.getProtocol() ?? 'TLS < 1.2',
+  );
+  if (result.ok) return { accepted: true, protocol: result.value };
+  if (result.ok === undefined) return { accepted: undefined, reason: result.reason };
+  // Refused by this client's own TLS library, not by the server: nothing learnt.
+  if (/NO_PROTOCOLS_AVAILABLE|NO_CIPHERS_AVAILABLE|NO_SUITABLE_SIGNATURE/.test(result.code)) return { accepted: undefined, reason: `this Node cannot offer TLS 1.0/1.1 (${result.code})` };
+  return { accepted: false, code: result.code };
+}
+
+/**
+ * After a connection failed its TLS verification: the same handshake with the configured CA and
+ * client certificate but without refusing, to show what the server presents (the chain, its dates
+ * and signatures, why it does not verify, whether it names the host).
+ */
+async function peekCertificate(config: ResolvedDatabaseConfig): Promise<SocketFacts | undefined> {
+  const { host, port } = config.target;
+  const ssl = config.tls.ssl || {};
+  const result = await tlsHandshake(
+    { host, port, direct: config.client.sslnegotiation === 'direct' },
+    config.timeouts.connectMs,
+    { ...ssl, rejectUnauthorized: false, checkServerIdentity: () => undefined },
+    (socket) => describeSocket(socket, host),
+  );
+  return result.ok ? result.value : undefined;
+}
+
+function describeSocket(socket: TLSSocket, host: string): SocketFacts {
   const leaf = socket.getPeerCertificate();
   const hostnameError = leaf && Object.keys(leaf).length ? checkServerIdentity(host, leaf) : new Error('no certificate');
   const authorizationError = socket.authorizationError;
@@ -148,6 +178,11 @@ function socketFacts(client: pg.ClientBase, host: string): SocketFacts | undefin
     hostnameError: hostnameError?.message,
     chain: presentedChain(socket),
   };
+}
+
+function socketFacts(client: pg.ClientBase, host: string): SocketFacts {
+  const socket = (client as unknown as { connection?: { stream?: unknown } }).connection?.stream;
+  return socket instanceof TLSSocket ? describeSocket(socket, host) : { encrypted: false, authorized: false, chain: [] };
 }
 
 async function serverFacts(client: pg.ClientBase, config: ResolvedDatabaseConfig, tls: ConnectionTlsFacts | undefined): Promise<ServerFacts> {
@@ -213,7 +248,7 @@ export async function probeDatabase(config: ResolvedDatabaseConfig): Promise<Pro
       }
     });
     if (config.tls.encrypted && facts.reached) {
-      facts.legacyTls = await probeLegacyTls(facts.reached.host, facts.reached.port, config.client.sslnegotiation === 'direct', config.timeouts.connectMs);
+      facts.legacyTls = await probeLegacyTls({ ...facts.reached, direct: config.client.sslnegotiation === 'direct' }, config.timeouts.connectMs);
     }
   } catch (error) {
     const mapped = db.mapError(error);
@@ -221,6 +256,12 @@ export async function probeDatabase(config: ResolvedDatabaseConfig): Promise<Pro
     const code = (mapped.cause as { code?: unknown } | undefined)?.code;
     facts.errorCode = typeof code === 'string' ? code : mapped.sqlstate;
     facts.authentication ??= latestAuthentication(config);
+    // A TLS failure hides the certificate: look at it once more, without refusing it.
+    // (Or an error the module does not classify, before authentication: OpenSSL's UNSPECIFIED for a SHA-1 signature, say.)
+    if (config.tls.encrypted && (mapped.code === 'DB_TLS_VERIFICATION_FAILED' || (mapped.code === 'DB_QUERY_FAILED' && !facts.authentication?.method))) {
+      facts.socket = await peekCertificate(config);
+      facts.socketPeeked = facts.socket !== undefined;
+    }
   } finally {
     await db.close();
   }

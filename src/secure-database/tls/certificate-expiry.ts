@@ -53,7 +53,10 @@ export function presentedChain(socket: Socket | undefined): PresentedCertificate
   const seen = new Set<string>();
   while (cert && cert.raw && !seen.has(cert.fingerprint256)) {
     seen.add(cert.fingerprint256);
-    const selfSigned: boolean = !cert.issuerCertificate || cert.issuerCertificate.fingerprint256 === cert.fingerprint256;
+    // Node links the issuer only when it found it (a verified chain); otherwise compare the names.
+    const selfSigned: boolean = cert.issuerCertificate
+      ? cert.issuerCertificate.fingerprint256 === cert.fingerprint256
+      : JSON.stringify(cert.issuer) === JSON.stringify(cert.subject);
     const { bits, modulus, nistCurve, asn1Curve } = cert as { bits?: number; modulus?: string; nistCurve?: string; asn1Curve?: string };
     const curve = nistCurve ?? asn1Curve;
     chain.push({
@@ -66,7 +69,7 @@ export function presentedChain(socket: Socket | undefined): PresentedCertificate
       key: curve ? `EC ${curve}` : modulus ? `RSA ${bits}` : keyTypeOf(cert.raw),
       rsaBits: modulus ? bits : undefined,
     });
-    cert = selfSigned ? undefined : cert.issuerCertificate;
+    cert = selfSigned || !cert.issuerCertificate ? undefined : cert.issuerCertificate;
   }
   return chain;
 }
