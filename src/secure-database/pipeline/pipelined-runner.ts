@@ -87,8 +87,9 @@ export class PipelinedRunner {
   private joinable(): SharedConnection | undefined {
     if (this.shared.size === 0) return undefined;
     const { pool } = this.db;
-    // A free connection, or someone waiting for a connection of their own: no joining (they get the next free one).
-    if (pool.idleCount > 0 || pool.waitingCount > this.acquiring) return undefined;
+    // A free connection nobody has claimed yet (pg-pool hands idle ones over on the next tick), or
+    // someone waiting for a connection of their own: no joining (they get the next free one).
+    if (pool.idleCount > pool.waitingCount || pool.waitingCount > this.acquiring) return undefined;
     const now = performance.now();
     let best: SharedConnection | undefined;
     for (const connection of this.shared) {
@@ -105,9 +106,12 @@ export class PipelinedRunner {
    * Behind a waiter for an exclusive connection it just queues: that waiter gets the next one.
    */
   private async lease(): Promise<pg.PoolClient | null> {
+    const { pool } = this.db;
+    // A connection is free for this caller (the ordinary case at low load), or a waiter for an exclusive one is ahead.
+    const plain = pool.idleCount > pool.waitingCount || pool.waitingCount > this.acquiring;
     this.acquiring++;
     const acquired = this.db.acquire().finally(() => this.acquiring--);
-    if (this.db.pool.waitingCount > this.acquiring) return acquired;
+    if (plain) return acquired;
     let stopListening = () => undefined as void;
     const becameShared = new Promise<null>((resolve) => {
       const listener = () => resolve(null);
