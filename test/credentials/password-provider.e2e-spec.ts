@@ -127,6 +127,7 @@ describe('password provider (the password option as a function) on a real server
     expect(error).toBeInstanceOf(AuthenticationError);
     expect(error.message).toBe('the password provider (the password option, a function) threw an exception (TypeError)');
     expect(ms).toBeLessThan(2000); // not retried (startupRetries applies to transient errors only)
+    process.stdout.write(`[credentials] throwing provider: ${JSON.stringify({ startupFailedAfterMs: Math.round(ms) })}\n`);
     expect(everythingShown(error, logs)).not.toContain(leak);
     expect(logs.text()).toContain('Database startup failed [DB_AUTHENTICATION_FAILED]: the password provider (the password option, a function) threw');
 
@@ -149,6 +150,7 @@ describe('password provider (the password option as a function) on a real server
     expect(error.message).toBe('the password provider (the password option, a function) did not answer within the connect timeout (DATABASE_CONNECT_TIMEOUT_MS, 1000 ms)');
     expect(ms).toBeGreaterThanOrEqual(connectTimeoutMs - 50);
     expect(ms).toBeLessThan(connectTimeoutMs + 1000);
+    process.stdout.write(`[credentials] hanging provider: ${JSON.stringify({ connectTimeoutMs, startupFailedAfterMs: Math.round(ms) })}\n`);
   }, 30_000);
 
   it('a provider that returns no password: refused before anything is sent', async () => {
