@@ -7,6 +7,7 @@ import { type LocalPostgres, type LocalPostgresCluster, startLocalPostgres } fro
 import { ChannelBindingError } from '../../src/secure-database/auth/channel-binding.js';
 import { authenticationOf } from '../../src/secure-database/auth/observe-authentication.js';
 import { readDatabaseEnv } from '../../src/secure-database/config/database.config.js';
+import request from 'supertest';
 import { createHealthApp } from '../health/health-app.js';
 import { startDatabaseApp, startupError } from '../support/database-app.js';
 import { harness } from '../support/harness.js';
@@ -213,16 +214,26 @@ describe('doctor and the module on clusters of their own', () => {
   });
 
   describe('certificate expiry in the module', () => {
-    it('the startup log warns when the certificate expires within 30 days', async () => {
+    it('the startup log warns when the certificate expires within 30 days; the health check reports the days left', async () => {
       const { app, logs } = await createHealthApp([{ url: c.expiring.url(), sslRootCert: ca, ...quick }]);
-      await app.close();
+      try {
+        const health = await request(app.getHttpServer()).get('/health/ready');
+        expect(health.body.info.database).toMatchObject({ status: 'up', certificateDaysLeft: 9 }); // 10 days from issue, less the seconds since
+      } finally {
+        await app.close();
+      }
       expect(logs.text()).toMatch(/\[warn\] The server's TLS certificate \(CN=localhost\) expires in (9|10) days \(\d{4}-\d{2}-\d{2}T[\d:.]+Z\): renew it before then/);
     });
 
     it('and says nothing of a certificate valid for a year', async () => {
       const h = harness();
       const { app, logs } = await createHealthApp([{ url: h.tls.url(), sslRootCert: h.caPem, ...quick }]);
-      await app.close();
+      try {
+        const health = await request(app.getHttpServer()).get('/health/ready');
+        expect(health.body.info.database).toMatchObject({ status: 'up', certificateDaysLeft: 364 });
+      } finally {
+        await app.close();
+      }
       expect(logs.text()).toMatch(/Connected to 127\.0\.0\.1/); // the log was captured
       expect(logs.text()).not.toMatch(/certificate .* expires/);
     });

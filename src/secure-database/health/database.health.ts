@@ -6,6 +6,7 @@ import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { REPLICATION_STATUS_SQL, type ReplicationStatus, replicationStatus } from '../replica/replication-status.js';
 import { getDatabasePoolToken } from '../secure-database.utils.js';
+import { daysLeft } from '../tls/certificate-expiry.js';
 import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
 import { downReason } from './database-health-reason.js';
 
@@ -29,7 +30,8 @@ export interface DatabasePingOptions {
  * elsewhere until the database answers again.
  *
  * `up` carries the TLS facts (active, protocol, sslmode, whether chain and host name were verified;
- * behind a pooler `tls` is the client-to-pooler leg and `serverLegTls` the pooler-to-server one), the
+ * behind a pooler `tls` is the client-to-pooler leg and `serverLegTls` the pooler-to-server one;
+ * `certificateDaysLeft`, whole days before the first certificate of the presented chain expires), the
  * server's role (`primary` or `standby`, with `replicationLagSeconds` on a standby), the server version
  * and, from a host list, the host (both in full only in development), pool counters and the latency.
  * Check each connection by name (`connection: 'replica'`) under a key of its own. `down` a short
@@ -70,6 +72,8 @@ export class DatabaseHealthIndicator {
         tlsProtocol: pooled ? tls?.clientLeg.protocol : tls?.protocol,
         sslmode: db.config.tls.mode,
         serverIdentityVerified: tls?.verified === true && db.config.tls.verifiesHostname,
+        // Whole days before the first certificate of the server's chain expires: alert well before 0.
+        certificateDaysLeft: db.lastCertificate && daysLeft(db.lastCertificate.validTo),
         ...(pooled ? { pooler: db.config.pooler.mode, serverLegTls: tls?.ssl === true, serverLegTlsProtocol: tls?.protocol } : {}),
         role: status.role,
         ...(status.role === 'standby' ? { replicationLagSeconds: status.lagSeconds } : {}),
