@@ -30,8 +30,6 @@ interface ClientInternals {
   connectionParameters: { user: string; password?: unknown; ssl: false | ConnectionOptions; database: string };
 }
 
-const ATTEMPT = Symbol('credentials used by the connection that failed');
-
 // A client certificate this close to its end is warned about at startup (the server refuses an expired one).
 const CLIENT_CERTIFICATE_WARNING_DAYS = 30;
 
@@ -72,6 +70,8 @@ export class ConnectionCredentials {
   readonly #urlFile?: WatchedFile<UrlFileLogin>;
   readonly #caFile?: WatchedFile<string>;
   readonly #attempts = new WeakMap<pg.Client, Attempt>();
+  /** The error a failed connection reported → what it had used (the pool sees only the error). */
+  readonly #failures = new WeakMap<object, Attempt>();
   readonly #report: FileReport;
   #warnedUrlFileVersion = 0;
 
@@ -182,7 +182,7 @@ export class ConnectionCredentials {
       return this.providerError(`did not answer within the connect timeout (DATABASE_CONNECT_TIMEOUT_MS, ${this.config.timeouts.connectMs} ms)`, undefined);
     }
     const explained = error instanceof SecureDatabaseError ? error : (this.explainRefusal(error) ?? error);
-    if (attempt && explained && typeof explained === 'object') Object.defineProperty(explained, ATTEMPT, { value: attempt });
+    if (attempt && explained && typeof explained === 'object') this.#failures.set(explained, attempt);
     return explained;
   }
 
@@ -192,7 +192,7 @@ export class ConnectionCredentials {
    * when they now hold another value than the one refused: the pool then tries once more.
    */
   async renewedAfterRejection(error: unknown): Promise<boolean> {
-    const attempt = (error as { [ATTEMPT]?: Attempt } | undefined)?.[ATTEMPT];
+    const attempt = error && typeof error === 'object' ? this.#failures.get(error) : undefined;
     const sqlstate = (error as { sqlstate?: string } | undefined)?.sqlstate ?? (error as { code?: string } | undefined)?.code;
     if (!attempt || sqlstate !== '28P01' || (!this.#passwordFile && !this.#urlFile)) return false;
     await Promise.all([this.#passwordFile?.current(this.#report, { force: true }), this.#urlFile?.current(this.#report, { force: true })]);
