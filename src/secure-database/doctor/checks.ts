@@ -161,7 +161,7 @@ function certificateExpiry({ facts, now = Date.now() }: DoctorInput): DoctorChec
   const left = daysLeft(first.validTo, now);
   const when = first.validTo.toISOString().slice(0, 10);
   const leaf = chain[0];
-  const detail = first === leaf ? `server certificate ${leaf.subject}` : `${first.subject} (in the chain of ${leaf.subject})`;
+  const detail = first === leaf ? `server certificate ${leaf.subject}` : `${first.subject} (the first to expire in the chain of ${leaf.subject})`;
   const notYet = chain.find((c) => c.validFrom.getTime() > now);
   if (notYet) return fail('certificate-expiry', `${notYet.subject} is not valid before ${notYet.validFrom.toISOString()}`, "fix the certificate's dates or the server's clock");
   if (first.validTo.getTime() <= now) return fail('certificate-expiry', `${detail} expired on ${when}`, 'renew the server certificate now: verifying clients refuse it');
@@ -172,7 +172,7 @@ function certificateExpiry({ facts, now = Date.now() }: DoctorInput): DoctorChec
       `renew it before ${when}: from then on every new connection fails verification (the module's startup log warns and its health check reports certificateDaysLeft)`,
     );
   }
-  return pass('certificate-expiry', `${detail} valid until ${when} (${left} days)${first === leaf ? '' : '; it is the first of the chain to expire'}`);
+  return pass('certificate-expiry', `${detail} valid until ${when} (${left} days)`);
 }
 
 function certificateSignatures({ facts }: DoctorInput): DoctorCheck {
