@@ -17,6 +17,7 @@ export { DatabaseService } from './secure-database/service/database.service.js';
 export type { DatabasePoolStats } from './secure-database/pool/database-pool.js';
 export type { ConnectionTlsFacts } from './secure-database/tls/tls-assertion.js';
 export * from './secure-database/errors/index.js';
+export { ChannelBindingError } from './secure-database/auth/channel-binding.js';
 export { CredentialProviderError } from './secure-database/credentials/connection-credentials.js';
 export type { PasswordProvider, PasswordProviderTarget } from './secure-database/credentials/password-source.js';
 export { sql, type SqlFragment } from './secure-database/service/sql.js';
