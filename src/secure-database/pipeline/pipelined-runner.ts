@@ -50,8 +50,8 @@ export class PipelinedRunner {
   private readonly verdicts = new Map<string, boolean>();
   /** This runner's callers waiting in the pool's queue (the rest of the queue wants exclusive connections). */
   private acquiring = 0;
-  /** Callers waiting for a connection, woken when one becomes shared so they can join it instead. */
-  private sharedListeners: Array<() => void> = [];
+  /** Callers waiting for room on a shared connection (or a connection of their own), first come first served. */
+  private readonly waiters: Array<() => void> = [];
 
   constructor(private readonly db: DatabasePool) {}
 
@@ -75,10 +75,23 @@ export class PipelinedRunner {
     if (!this.canPipeline(text)) return this.runAlone(await this.db.acquire(), text, values, shape, resetSession);
     // New work is refused once the drain began; a caller already waiting still gets to join.
     if (this.db.closed) throw new ShuttingDownError();
-    for (;;) {
-      const joined = this.joinable();
-      if (joined) return this.send(joined, text, values, shape, statements);
-      const client = await this.lease();
+    // At most one request to the pool per caller, however often it is woken; dropped if it joins instead.
+    let requested: Promise<pg.PoolClient> | undefined;
+    for (let woken = false; ; woken = true) {
+      // Callers already waiting go first: a newcomer does not take the room a woken one was woken for.
+      const joined = woken || this.waiters.length === 0 ? this.joinable() : undefined;
+      if (joined) {
+        this.drop(requested);
+        return this.send(joined, text, values, shape, statements);
+      }
+      const { pool } = this.db;
+      // A connection free for this caller (the ordinary case at low load), or a waiter for a connection
+      // of its own ahead in the pool's queue (it gets the next free one: no racing it): just wait for one.
+      const plain = pool.idleCount > pool.waitingCount || pool.waitingCount > this.acquiring;
+      requested ??= this.request();
+      const room = plain ? undefined : this.waitForRoom();
+      const client = await (room ? Promise.race([requested, room.promise]) : requested);
+      room?.cancel();
       if (client) return this.send(this.share(client), text, values, shape, statements);
     }
   }
@@ -100,36 +113,39 @@ export class PipelinedRunner {
     return best;
   }
 
-  /**
-   * A connection from the pool, or null when a connection became shared before one came free (the
-   * caller joins that instead; the connection that arrives later goes straight back to the pool).
-   * Behind a waiter for an exclusive connection it just queues: that waiter gets the next one.
-   */
-  private async lease(): Promise<pg.PoolClient | null> {
-    const { pool } = this.db;
-    // A connection is free for this caller (the ordinary case at low load), or a waiter for an exclusive one is ahead.
-    const plain = pool.idleCount > pool.waitingCount || pool.waitingCount > this.acquiring;
+  private request(): Promise<pg.PoolClient> {
     this.acquiring++;
-    const acquired = this.db.acquire().finally(() => this.acquiring--);
-    if (plain) return acquired;
-    let stopListening = () => undefined as void;
-    const becameShared = new Promise<null>((resolve) => {
-      const listener = () => resolve(null);
-      this.sharedListeners.push(listener);
-      stopListening = () => void (this.sharedListeners = this.sharedListeners.filter((l) => l !== listener));
-    });
-    const winner = await Promise.race([acquired, becameShared]).finally(stopListening);
-    if (winner === null) acquired.then((client) => this.db.release(client), () => undefined);
-    return winner;
+    return this.db.acquire().finally(() => this.acquiring--);
+  }
+
+  /** A connection asked for but no longer needed goes straight back to the pool when it arrives. */
+  private drop(requested: Promise<pg.PoolClient> | undefined): void {
+    requested?.then((client) => this.db.release(client), () => undefined);
+  }
+
+  /** Resolves (with null) when this caller's turn comes to try joining again; FIFO, one waiter per freed slot. */
+  private waitForRoom(): { promise: Promise<null>; cancel(): void } {
+    let wake!: () => void;
+    const promise = new Promise<null>((resolve) => (wake = () => resolve(null)));
+    this.waiters.push(wake);
+    return {
+      promise,
+      cancel: () => {
+        const index = this.waiters.indexOf(wake);
+        if (index !== -1) this.waiters.splice(index, 1);
+      },
+    };
+  }
+
+  private wake(count: number): void {
+    for (let i = 0; i < count && this.waiters.length > 0; i++) this.waiters.shift()!();
   }
 
   private share(client: pg.PoolClient): SharedConnection {
     setPipelineMode(client, true);
     const connection: SharedConnection = { client, sent: [] };
     this.shared.add(connection);
-    const listeners = this.sharedListeners;
-    this.sharedListeners = [];
-    queueMicrotask(() => listeners.forEach((wake) => wake())); // after the owner's statement is counted
+    queueMicrotask(() => this.wake(MAX_DEPTH - 1)); // after the owner's statement is counted
     return connection;
   }
 
@@ -150,6 +166,7 @@ export class PipelinedRunner {
     } finally {
       connection.sent.shift();
       if (connection.sent.length === 0) this.giveBack(connection);
+      else if (this.shared.has(connection)) this.wake(1); // a slot came free on it
     }
   }
 
