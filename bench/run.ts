@@ -1,10 +1,12 @@
 // `npm run bench`: what SecureDatabaseModule costs over raw node-postgres, against TypeORM (and
 // postgres.js / pg pipelining), on a private local TLS cluster. Options: bench/support/bench-options.ts.
 import 'reflect-metadata';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ARM_TITLES, type ArmKey, type ConnectionCostResult, runConnectionCost } from './scenarios/connection-cost.scenario.js';
 import { type BoundedResults, runBoundedResults } from './scenarios/bounded-results.scenario.js';
 import { type MemoryResult, runMemory } from './scenarios/memory.scenario.js';
+import { type PoolerResults, runPooler } from './scenarios/pooler.scenario.js';
 import { type RecoveryResult, runRecovery } from './scenarios/recovery.scenario.js';
 import { type ThroughputResult, runThroughput, workloadTitle } from './scenarios/throughput.scenario.js';
 import { type BenchDatabase, startBenchDatabase } from './support/bench-database.js';
@@ -18,6 +20,7 @@ import {
   typeormContender,
 } from './support/contenders.js';
 import { describeMachine } from './support/machine.js';
+import { writeThroughputChart } from './support/throughput-chart.js';
 import { Report, fixed, mb, ratio, whole } from './support/report.js';
 
 interface Results {
@@ -26,6 +29,7 @@ interface Results {
   memory?: MemoryResult;
   recovery?: RecoveryResult;
   bounded?: BoundedResults;
+  pooler?: PoolerResults;
 }
 
 async function runScenarios(bench: BenchDatabase, options: BenchOptions, report: Report): Promise<Results> {
@@ -59,6 +63,7 @@ async function runScenarios(bench: BenchDatabase, options: BenchOptions, report:
     if (options.only.has('memory')) results.memory = await runMemory(service.service, options, report);
     if (options.only.has('recovery')) results.recovery = await runRecovery(target, service.service, rawPg.pool, options, report);
     if (options.only.has('bounded')) results.bounded = await runBoundedResults(target, options, report);
+    if (options.only.has('pooler')) results.pooler = await runPooler(bench, options, report);
     return results;
   } finally {
     await Promise.allSettled([...peers, service, rawPg].map((c) => c.close()));
@@ -141,6 +146,36 @@ function printSummary(results: Results, options: BenchOptions, machine: string[]
     );
     report.line();
   }
+  const p = results.pooler;
+  if (p) {
+    report.table(
+      [`Through ${p.pgbouncer} (transaction mode)`, 'Callers', 'Contender', 'ops/s', 'vs raw pg via PgBouncer', 'p50 ms', 'p99 ms', 'client CPU µs/op'],
+      p.throughput.map((r) => [
+        r.workload === 'select' ? 'PK select' : 'insert in tx',
+        r.callers,
+        r.contender === 'pg' ? 'pg' : 'service, pooler=transaction',
+        whole(r.opsPerSec),
+        r.contender === 'pg' ? '1 (baseline)' : `${ratio(r.vsPg)} (${fixed(r.vsPgMin, 2)}–${fixed(r.vsPgMax, 2)})`,
+        fixed(r.p50Ms),
+        fixed(r.p99Ms),
+        fixed(r.cpuUsPerOp, 0),
+      ]),
+      3,
+    );
+    report.line('The service sends the SET LOCAL timeouts (one set_config statement) ahead of each statement in the same round trip, and adds them to BEGIN in a transaction; raw pg sends the statement alone and runs without server timeouts.');
+    report.line();
+  }
+}
+
+/** One SVG per throughput workload: ops/s against callers, a line per contender. */
+async function writeCharts(results: Results, dir: string, startedAt: Date, report: Report): Promise<void> {
+  const stamp = startedAt.toISOString().slice(0, 19).replaceAll(':', '-');
+  for (const workload of ['select', 'insert'] as const) {
+    const rows = results.throughput.filter((r) => r.workload === workload);
+    if (rows.length === 0) continue;
+    const title = `${workload === 'select' ? 'PK select' : 'insert in tx'}: ops/s by concurrent callers (Node ${process.version}, ${startedAt.toISOString().slice(0, 10)})`;
+    report.line(`Chart: ${await writeThroughputChart(join(dir, `${stamp}-${workload}.svg`), title, rows)}`);
+  }
 }
 
 async function main(): Promise<void> {
@@ -160,6 +195,7 @@ async function main(): Promise<void> {
     report.line();
     const results = await runScenarios(bench, options, report);
     printSummary(results, options, machine, report);
+    if (options.resultsDir !== '-') await writeCharts(results, options.resultsDir, startedAt, report);
     report.line(`Total time ${fixed((performance.now() - clock) / 1000, 1)} s`);
   } catch (error) {
     report.line(`FAILED: ${(error as Error)?.stack ?? String(error)}`);
