@@ -5,7 +5,7 @@ import pg from 'pg';
 import { TlsVerificationError } from '../../src/index.js';
 import { startupError } from '../support/database-app.js';
 import { type PrivateCluster, startPrivateCluster } from '../support/private-cluster.js';
-import { TcpFaultProxy } from '../support/tcp-fault-proxy.js';
+import { SwitchableForwarder } from '../support/switchable-forwarder.js';
 
 /**
  * TLS 1.2 is the minimum: a real PostgreSQL server limited to TLS 1.1 (ssl_max_protocol_version, and
@@ -60,7 +60,7 @@ describe('the TLS 1.2 minimum, against a server that offers only TLS 1.1', () =>
   });
 
   it('the module, in the same process, refuses it at startup with a TLS error, in one attempt (startupRetries: 3)', async () => {
-    const proxy = await TcpFaultProxy.start({ host: '127.0.0.1', port: pc.cluster.facts.port });
+    const proxy = await SwitchableForwarder.start(pc.cluster.facts.port); // counts the connection attempts
     const warn = jest.spyOn(Logger.prototype, 'warn');
     try {
       const url = pc.cluster.url().replace(`:${pc.cluster.facts.port}/`, `:${proxy.port}/`);
