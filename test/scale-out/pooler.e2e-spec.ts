@@ -13,6 +13,8 @@ import {
   sql,
 } from '../../src/index.js';
 import type { LocalPostgresCluster } from '../../src/local-postgres/index.js';
+import request from 'supertest';
+import { createHealthApp } from '../health/health-app.js';
 import { type DatabaseApp, startDatabaseApp, startupError } from '../support/database-app.js';
 import { harness, scratchDatabase } from '../support/harness.js';
 import { type Pgbouncer, startPgbouncer } from '../support/pgbouncer.js';
@@ -80,6 +82,25 @@ describe('behind PgBouncer in transaction mode (client TLS, server TLS verify-fu
     expect(line).toContain('pooler identity verified (chain and host name)');
     expect(line).toMatch(/pooler-to-server leg \(pg_stat_ssl\) TLS TLSv1\.[23] /);
     expect(started.db.lastTls).toMatchObject({ ssl: true, serverLeg: 'pooler-to-server', clientLeg: { encrypted: true, verified: true } });
+  });
+
+  it('health says which leg each TLS fact is about', async () => {
+    const { app } = await createHealthApp([{ url: bouncer.url(), sslRootCert: h.caPem, pooler: 'transaction', appEnv: 'production' }]);
+    try {
+      const res = await request(app.getHttpServer()).get('/health/ready');
+      expect(res.status).toBe(200);
+      expect(res.body.info.database).toMatchObject({
+        tls: true, // the client-to-pooler leg, proved on the socket
+        tlsProtocol: expect.stringMatching(/^TLSv1\.[23]$/),
+        serverIdentityVerified: true,
+        pooler: 'transaction',
+        serverLegTls: true, // pg_stat_ssl: the pooler-to-server leg
+        serverLegTlsProtocol: expect.stringMatching(/^TLSv1\.[23]$/),
+        role: 'primary',
+      });
+    } finally {
+      await app.close();
+    }
   });
 
   it('sends no server settings in the startup packet (PgBouncer would refuse them)', () => {
