@@ -56,9 +56,9 @@ describe('DATABASE_URL sslnegotiation and channel_binding', () => {
       expect(db.lastTls).toMatchObject({ ssl: true, verified: true });
     });
 
-    it('channel_binding=prefer: the server refuses the login (28000), since the certificate the client bound to is not its own', async () => {
+    it.each(['prefer', 'require'])('channel_binding=%s: the server refuses the login (28000), since the certificate the client bound to is not its own', async (mode) => {
       const sessions = mitm.sessions;
-      const error = await startupError({ url: urlAt(mitm.port, { channel_binding: 'prefer' }), sslRootCert: h.caPem, startupRetries: 3, appEnv: 'development' });
+      const error = await startupError({ url: urlAt(mitm.port, { channel_binding: mode }), sslRootCert: h.caPem, startupRetries: 3, appEnv: 'development' });
       expect(mitm.sessions).toBe(sessions + 1); // both TLS legs were up: the client's certificate check passed
       expect(error).toBeInstanceOf(AuthenticationError);
       expect((error as AuthenticationError).sqlstate).toBe('28000');
