@@ -44,8 +44,10 @@ export async function* cursorRows<R>(
       yield* rows;
     }
   } catch (error) {
+    // No portal to close after an error: pg-cursor has sent Sync, which ended it (closing it again would
+    // wait for a ReadyForQuery that never comes).
+    open = false;
     if (error instanceof TimeoutError || isConnectionUnusable(error)) {
-      open = false;
       db.markUnusable(client);
       onBroken();
     }
