@@ -90,11 +90,12 @@ describe('pipelining: autocommit statements share busy connections, every guaran
 
   it('a connection lost mid-pipeline fails exactly the statements in flight on it, retryable; it is replaced', async () => {
     // Fill one connection's pipeline: all sent in one tick, so each joins before the head is old.
-    const calls = Array.from({ length: 24 }, (_, i) => () => f.db.fetchrow<{ pid: number; i: number }>(sql`SELECT pg_backend_pid() AS pid, ${i}::int AS i, pg_sleep(0.2)`));
+    // 0.1 s each, well inside the 500 ms statement timeout even on a loaded machine.
+    const calls = Array.from({ length: 24 }, (_, i) => () => f.db.fetchrow<{ pid: number; i: number }>(sql`SELECT pg_backend_pid() AS pid, ${i}::int AS i, pg_sleep(0.1)`));
     const running = together(calls);
     await new Promise((resolve) => setTimeout(resolve, 50));
     const pids = await f.cluster.withSuperuser(async (admin) =>
-      (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(0.2)%' AND pid <> pg_backend_pid()")).rows.map((r) => r.pid),
+      (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(0.1)%' AND pid <> pg_backend_pid()")).rows.map((r) => r.pid),
     );
     const victim = pids[0];
     await f.cluster.withSuperuser((admin) => admin.query('SELECT pg_terminate_backend($1)', [victim]));

@@ -6,6 +6,11 @@ import { appConnections, waitForActivity } from '../support/server-faults.js';
 import { type ServiceFixture, checkedOut, startService } from './service-fixture.js';
 
 const APP = `stream-spec-${process.pid}`;
+// The timeout covers a whole stream: enough for the 20,000-row reads on a loaded machine, short enough
+// for the timeout tests below to exceed it on purpose.
+const STATEMENT_TIMEOUT_MS = 3000;
+// A consumer slow enough to outlast it (and pg's own client-side timer, statement + connect = 4 s).
+const SLOW_ROWS = 50;
 
 class ConsumerFailed extends Error {}
 
@@ -24,7 +29,7 @@ describe('DatabaseService.stream', () => {
   let f: ServiceFixture;
 
   beforeAll(async () => {
-    f = await startService({ poolMax: 2, applicationName: APP, statementTimeoutMs: 1000, connectTimeoutMs: 1000, maxRows: 100 });
+    f = await startService({ poolMax: 2, applicationName: APP, statementTimeoutMs: STATEMENT_TIMEOUT_MS, connectTimeoutMs: 1000, maxRows: 100 });
     await f.db.execute('CREATE TABLE items (id int PRIMARY KEY, label text NOT NULL)');
     await f.db.execute(sql`INSERT INTO items SELECT g, 'item-' || g FROM generate_series(1, 20000) g`);
   });
@@ -97,12 +102,12 @@ describe('DatabaseService.stream', () => {
     const started = performance.now();
     const { error } = await drain(f.db.stream('SELECT g, pg_sleep(0.1) FROM generate_series(1, 1000000) g', [], { batchSize: 100 }));
     expect(error).toBeInstanceOf(StatementTimeoutError);
-    expect(performance.now() - started).toBeLessThan(5000);
+    expect(performance.now() - started).toBeLessThan(STATEMENT_TIMEOUT_MS + 2000);
     await expectReleased();
   });
 
   it('the statement timeout covers the whole stream, pauses included; a longer one is set for that transaction alone', async () => {
-    // A slow consumer (30 × 100 ms) against a 1 s statement_timeout: the server ends it.
+    // A slow consumer (50 × 100 ms) against a 3 s statement_timeout: the server ends it.
     const slow = async (rows: AsyncIterable<unknown>) => {
       let seen = 0;
       for await (const _row of rows) {
@@ -111,19 +116,19 @@ describe('DatabaseService.stream', () => {
       }
       return seen;
     };
-    await expect(slow(f.db.stream('SELECT g FROM generate_series(1, 30) g', [], { batchSize: 1 }))).rejects.toBeInstanceOf(StatementTimeoutError);
+    await expect(slow(f.db.stream(sql`SELECT g FROM generate_series(1, ${SLOW_ROWS}::int) g`, { batchSize: 1 }))).rejects.toBeInstanceOf(StatementTimeoutError);
     await expectReleased();
     // The README's recipe: a longer timeout for this transaction only. It also outlives pg's own client-side
-    // timer (statement + connect = 2 s here), which the module disarms for streams.
+    // timer (statement + connect = 4 s here), which the module disarms for streams.
     const seen = await f.db.transaction(
       async (tx) => {
         await tx.fetchval(sql`SELECT pg_catalog.set_config('statement_timeout', ${'10s'}, true)`);
-        return slow(tx.stream('SELECT g FROM generate_series(1, 30) g', [], { batchSize: 1 }));
+        return slow(tx.stream(sql`SELECT g FROM generate_series(1, ${SLOW_ROWS}::int) g`, { batchSize: 1 }));
       },
       { readOnly: true },
     );
-    expect(seen).toBe(30);
-    expect(await f.db.fetchval('SHOW statement_timeout')).toBe('1s');
+    expect(seen).toBe(SLOW_ROWS);
+    expect(await f.db.fetchval('SHOW statement_timeout')).toBe('3s');
     await expectReleased();
   });
 
