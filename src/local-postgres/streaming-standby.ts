@@ -25,8 +25,8 @@ export async function createStandby(
   const dataDir = join(opts.rootDir, spec.name);
   const slot = spec.name.replace(/\W/g, '_');
   await primary.withSuperuser(async (admin) => {
-    await admin.query('SELECT pg_create_physical_replication_slot($1, true)', [slot]);
-    await admin.query("SELECT pg_backup_start($1, true)", [`standby ${spec.name}`]);
+    await admin.query('SELECT pg_catalog.pg_create_physical_replication_slot($1, true)', [slot]);
+    await admin.query("SELECT pg_catalog.pg_backup_start($1, true)", [`standby ${spec.name}`]);
     let stopped = false;
     try {
       await cp(p.dataDir, dataDir, {
@@ -38,12 +38,12 @@ export async function createStandby(
           return !(EMPTIED.has(top) && below.length > 0 && basename(source) !== 'archive_status');
         },
       });
-      const { rows } = await admin.query<{ labelfile: string; spcmapfile: string }>('SELECT labelfile, spcmapfile FROM pg_backup_stop(false)');
+      const { rows } = await admin.query<{ labelfile: string; spcmapfile: string }>('SELECT labelfile, spcmapfile FROM pg_catalog.pg_backup_stop(false)');
       stopped = true;
       await writeFile(join(dataDir, 'backup_label'), rows[0].labelfile);
       if (rows[0].spcmapfile) await writeFile(join(dataDir, 'tablespace_map'), rows[0].spcmapfile);
     } finally {
-      if (!stopped) await admin.query('SELECT pg_backup_stop(false)').catch(() => undefined);
+      if (!stopped) await admin.query('SELECT pg_catalog.pg_backup_stop(false)').catch(() => undefined);
     }
   });
   await mkdir(join(dataDir, 'pg_wal', 'archive_status'), { recursive: true });
