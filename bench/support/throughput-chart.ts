@@ -46,7 +46,9 @@ export async function writeThroughputChart(path: string, title: string, results:
       .map((c) => results.find((r) => r.contender === contender && r.callers === c))
       .filter((r): r is ThroughputResult => r !== undefined)
       .map((r) => [x(r.callers), y(r.opsPerSec)] as const);
-    parts.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(' ')}"/>`);
+    // A path rather than a polyline: some SVG renderers close a polyline as if it were a polygon.
+    const d = points.map(([px, py], i) => `${i === 0 ? 'M' : 'L'} ${px.toFixed(1)} ${py.toFixed(1)}`).join(' ');
+    parts.push(`<path fill="none" stroke="${colour}" stroke-width="2" d="${d}"/>`);
     for (const [px, py] of points) parts.push(`<circle cx="${px.toFixed(1)}" cy="${py.toFixed(1)}" r="3" fill="${colour}"/>`);
     const legendY = MARGIN.top + 10 + i * 20;
     parts.push(
