@@ -50,9 +50,9 @@ export const DEFAULT_STREAM_BATCH_SIZE = 500;
  * The query helpers shared by the service and the connection handles of `transaction` and
  * `withConnection`; type a repository's parameter as Queryable to accept any of them. Every query
  * is sent over the extended protocol (Parse/Bind/Execute in one round trip), so the server refuses
- * text with more than one statement, and never under a name: named prepared statements break
- * PgBouncer/Supavisor in transaction mode. `params` are bind parameters, never text. Buffered
- * results are bounded (maxRows); `stream` reads any size in flat memory.
+ * text with more than one statement. `params` are bind parameters, never text. Buffered results are
+ * bounded (maxRows); `stream` reads any size in flat memory. The service names its autocommit
+ * statements on direct connections (statement-cache.ts); handles never do.
  */
 export abstract class Queryable {
   constructor(protected readonly db: DatabasePool) {}
@@ -180,7 +180,7 @@ export function changesSession(result: pg.QueryResult): boolean {
 }
 
 /**
- * Sends one caller statement: over the extended protocol always, never under a name, with the
+ * Sends one caller statement: over the extended protocol always (under `named`'s name, if given), with the
  * server cutting the result off after maxRows + 1 rows (see bounded-query.ts): a result over the
  * limit is a ResultTooLargeError that memory never held.
  */
