@@ -34,6 +34,11 @@ describe('toDatabaseError', () => {
     expect(mapped.message).toContain('users_email_key');
   });
 
+  it.each(['CA_MD_TOO_WEAK', 'UNSPECIFIED', 'EE_KEY_TOO_SMALL', 'CERT_REVOKED'])('the certificate verification code %s is a TLS verification failure (never retried)', (code) => {
+    const mapped = toDatabaseError(Object.assign(new Error('certificate verify failed'), { code }), { verbose: false });
+    expect(mapped).toMatchObject({ code: 'DB_TLS_VERIFICATION_FAILED', cause: { code } });
+  });
+
   it('a TLS failure keeps its code, never the certificate (names, fingerprints) that Node attaches', () => {
     const tls = Object.assign(new Error("Hostname/IP does not match certificate's altnames: DNS:db.secret-host.test"), {
       code: 'ERR_TLS_CERT_ALTNAME_INVALID',

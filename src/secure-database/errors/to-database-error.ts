@@ -71,6 +71,14 @@ const TLS_CODES: Record<string, string> = {
   UNABLE_TO_GET_ISSUER_CERT: 'the server certificate is not signed by a trusted CA',
   CERT_HAS_EXPIRED: 'the server certificate has expired',
   CERT_NOT_YET_VALID: 'the server certificate is not yet valid',
+  CERT_SIGNATURE_FAILURE: 'the server certificate signature does not verify',
+  CERT_REVOKED: 'the server certificate has been revoked',
+  INVALID_PURPOSE: 'the server certificate is not for TLS server use',
+  CA_MD_TOO_WEAK: 'the server certificate is signed with a weak digest (such as SHA-1)',
+  EE_KEY_TOO_SMALL: 'the server certificate key is too small',
+  CA_KEY_TOO_SMALL: 'the CA certificate key is too small',
+  // OpenSSL's X509_V_ERR_UNSPECIFIED: seen for a SHA-1-signed chain under OpenSSL 3's default security level.
+  UNSPECIFIED: 'the server certificate failed verification (OpenSSL gave no reason; a SHA-1 signature, say)',
   // OpenSSL's handshake errors (a protocol_version alert from a server offering only TLS 1.0/1.1, no cipher in common).
   EPROTO: 'the TLS handshake failed (no protocol version or cipher in common with the server; TLS 1.2 is the minimum)',
 };
