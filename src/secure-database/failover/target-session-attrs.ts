@@ -8,7 +8,7 @@ export type LoadBalanceHosts = 'disable' | 'random';
 
 /** What the server said about itself when the connection was checked (one round trip with the TLS assertion). */
 export interface ServerState {
-  /** pg_is_in_recovery(): a standby (hot standby, or a primary still replaying after a promotion). */
+  /** pg_catalog.pg_is_in_recovery(): a standby (hot standby, or a primary still replaying after a promotion). */
   inRecovery: boolean;
   /** transaction_read_only of this session: a standby, or default_transaction_read_only = on. */
   readOnly: boolean;
