@@ -7,12 +7,10 @@ import { ConnectionCredentials } from '../credentials/connection-credentials.js'
 import { ShuttingDownError, ConnectTimeoutError, SslNotActiveError } from '../errors/connection.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable, toDatabaseError } from '../errors/to-database-error.js';
-import { type PipelineStats, PipelinedRunner } from '../pipeline/pipelined-runner.js';
 import { connectToTarget } from '../failover/connect-to-target.js';
 import type { ServerState } from '../failover/target-session-attrs.js';
 import { refuseSessionStatement } from '../pooler/session-statements.js';
-import { localTimeoutsSql, sessionTimeoutsSql } from '../pooler/server-settings.js';
-import type { StatementEnvelope } from '../service/bounded-query.js';
+import { type StatementEnvelope, localTimeoutsSql, sessionTimeoutsSql } from '../pooler/server-settings.js';
 import { type CertificateExpiry, certificateExpiryOf } from '../tls/certificate-expiry.js';
 import { type ConnectionTlsFacts, assertConnectionTls } from '../tls/tls-assertion.js';
 import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
@@ -22,6 +20,15 @@ const DEADLINE_MARGIN_MS = 10;
 
 // How long after the deadline the destroyed connections may take to be seen gone.
 const POOL_END_GRACE_MS = 250;
+
+export interface PipelineStats {
+  /** Connections running statements for several callers now. */
+  sharedConnections: number;
+  /** Statements in flight on them. */
+  pipelined: number;
+  /** The most statements in flight on one connection now. */
+  depth: number;
+}
 
 export interface DatabasePoolStats {
   /** Open connections (idle + in use). */
@@ -55,8 +62,8 @@ export class DatabasePool {
   readonly direct?: DatabasePool;
   /** Behind a transaction pooler: the SET LOCAL timeouts ahead of each statement, in its round trip and its implicit transaction. */
   readonly statementEnvelope?: StatementEnvelope;
-  /** Autocommit statements pipelined when the pool is saturated (the pipelining option). */
-  readonly pipeline?: PipelinedRunner;
+  /** What shares this pool's connections among callers (DatabaseService's pipelining), for stats(). */
+  private pipeline?: { stats(): PipelineStats };
   private readonly logger: Logger;
   /** Each new connection's credentials: secret and certificate files read again when they change, password providers (credentials/). */
   private readonly credentials: ConnectionCredentials;
@@ -75,7 +82,6 @@ export class DatabasePool {
     this.logger = new Logger(config.name ? `SecureDatabase:${config.name}` : 'SecureDatabase');
     if (config.direct) this.direct = new DatabasePool(config.direct);
     if (config.pooler.mode === 'transaction') this.statementEnvelope = { before: [localTimeoutsSql(config.serverTimeouts)], after: [] };
-    if (config.pipelining) this.pipeline = new PipelinedRunner(this);
     const unusable = this.unusable;
     const credentials = (this.credentials = new ConnectionCredentials(config, this.logger));
     const connect = (client: pg.Client) => {
@@ -120,6 +126,11 @@ export class DatabasePool {
     this.pool.on('error', (error) => this.logger.warn(`An idle connection was closed and removed from the pool: ${this.describe(error)}`));
     const credentialsLine = credentials.describe();
     if (credentialsLine) this.logger.log(credentialsLine);
+  }
+
+  /** Reports pipelining in stats(); the pool itself knows nothing of it (it only hands connections out). */
+  reportPipeline(pipeline: { stats(): PipelineStats }): void {
+    this.pipeline = pipeline;
   }
 
   /** Shutdown has begun (onModuleDestroy): readiness reports it; queries are still served until close(). */

@@ -30,3 +30,16 @@ export function localTimeoutsSql(timeouts: ServerTimeouts): string {
 export function sessionTimeoutsSql(timeouts: ServerTimeouts): string {
   return `SELECT ${assignments(timeouts, false)}`;
 }
+
+/**
+ * Fixed statements (module text, never input) sent in the same write as the caller's, before and
+ * after it, ahead of the one Sync: behind a transaction pooler, the SET LOCAL timeouts before it.
+ * Everything up to a Sync is one implicit transaction (committed, or rolled back on an error, by the
+ * Sync) that the pooler runs on one server connection, so the statement runs under the timeouts in
+ * one round trip and they end with it. Their results are dropped; when one fails the server skips
+ * the rest up to the Sync, as it does for the caller's.
+ */
+export interface StatementEnvelope {
+  before: readonly string[];
+  after: readonly string[];
+}
