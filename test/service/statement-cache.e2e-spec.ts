@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sql } from '../../src/index.js';
+import { CONNECTION_TEXT_BUDGET, MAX_NAMED_TEXT_LENGTH } from '../../src/secure-database/service/statement-cache.js';
 import { type ServiceFixture, startService } from './service-fixture.js';
 
 interface Prepared {
@@ -32,7 +33,8 @@ describe('statement cache', () => {
     for (let id = 1; id <= 5; id++) expect(await f.db.fetchval(text, [id])).toBe(`gadget-${id}`);
     const mine = (await prepared()).filter((p) => p.statement === text);
     expect(mine).toHaveLength(1);
-    expect(mine[0].name).toMatch(/^nsp_\d+$/);
+    // A random prefix of this cache and a hash of the text: no other process or module has this name.
+    expect(mine[0].name).toMatch(/^nsp[0-9a-f]{12}_[0-9a-f]{32}$/);
     expect(mine[0].executions).toBe(5);
   });
 
@@ -44,18 +46,90 @@ describe('statement cache', () => {
     expect(all.map((p) => p.statement)).not.toContain('SELECT 0::int + $1');
   });
 
-  it('a schema change that invalidates a cached plan re-prepares once instead of failing', async () => {
-    const text = 'SELECT * FROM gadgets WHERE id = $1';
-    expect(await f.db.fetchrow(text, [1])).toEqual({ id: 1, name: 'gadget-1' });
-    await f.db.execute('ALTER TABLE gadgets ADD COLUMN colour text');
-    expect(await f.db.fetchrow(text, [1])).toEqual({ id: 1, name: 'gadget-1', colour: null });
+  it('evicts the least recently used statement, not the oldest', async () => {
+    const g = await startService({ poolMax: 1, statementCacheSize: '3' });
+    try {
+      const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((tag) => `SELECT $1::text || '${tag}'`);
+      for (const text of [a, b, c]) await g.db.fetchval(text, ['x']);
+      await g.db.fetchval(a, ['x']); // a is used again: b is now the least recently used
+      await g.db.fetchval(d, ['x']);
+      // Read on the same (only) connection without naming the reading statement itself.
+      const statements = (await g.db.withConnection((c) => c.fetch<Prepared>('SELECT statement FROM pg_catalog.pg_prepared_statements'))).map((p) => p.statement);
+      expect(statements.sort()).toEqual([a, c, d].sort());
+    } finally {
+      await g.close();
+    }
   });
 
-  it('statements dropped behind its back (DEALLOCATE ALL) cost a retry, never a failure; repeated, the cache switches off', async () => {
-    const text = 'SELECT name FROM gadgets WHERE id = $1 AND true';
+  it(`never names a text over ${MAX_NAMED_TEXT_LENGTH} characters, and keeps at most ${CONNECTION_TEXT_BUDGET} characters of text per connection`, async () => {
+    // The attack: 100 distinct sql.list() lengths of thousands of ids each, every one a plan kept in the backend.
+    for (let n = 0; n < 100; n++) {
+      const ids = Array.from({ length: 3_000 + n }, (_, i) => i);
+      expect(await f.db.fetchval(sql`SELECT count(*)::int FROM gadgets WHERE id IN (${sql.list(ids)})`)).toBe(50);
+    }
+    // Texts just under the limit are named, within the per-connection budget.
+    const filler = (i: number) => `SELECT ${i}::int + $1 ${'-- padding\n'.repeat(Math.floor((MAX_NAMED_TEXT_LENGTH - 40) / 11))}`;
+    for (let i = 0; i < 60; i++) expect(await f.db.fetchval(filler(i), [1])).toBe(i + 1);
+    const all = await prepared();
+    expect(all.every((p) => p.statement.length <= MAX_NAMED_TEXT_LENGTH)).toBe(true);
+    expect(all.some((p) => p.statement === filler(59))).toBe(true);
+    expect(all.reduce((sum, p) => sum + p.statement.length, 0)).toBeLessThanOrEqual(CONNECTION_TEXT_BUDGET);
+  });
+
+  it('a schema change that invalidates a cached plan re-prepares once instead of failing, and the cache stays on', async () => {
+    const text = 'SELECT * FROM gadgets WHERE id = $1';
+    expect(await f.db.fetchrow(text, [1])).toEqual({ id: 1, name: 'gadget-1' });
+    // On the raw connection: through the service, ALTER would reset the session (and the cache with it).
+    await f.databasePool.withClient((client) => client.query('ALTER TABLE gadgets ADD COLUMN colour text'));
+    for (let id = 1; id <= 4; id++) expect(await f.db.fetchrow(text, [id])).toEqual({ id, name: `gadget-${id}`, colour: null });
+    // Re-prepared under its name (a fresh statement: exactly the 4 executions since), and later statements are still named.
+    const mine = (await prepared()).filter((p) => p.statement === text);
+    expect(mine).toHaveLength(1);
+    expect(mine[0].executions).toBe(4);
+    const later = 'SELECT name FROM gadgets WHERE id = $1 AND name IS NOT NULL';
+    await f.db.fetchval(later, [1]);
+    expect((await prepared()).map((p) => p.statement)).toContain(later);
+  });
+
+  it('statements inside transactions and withConnection are never named', async () => {
+    const text = 'SELECT name FROM gadgets WHERE id = $1 AND id > 0';
+    await f.db.transaction((tx) => tx.fetchval(text, [1]));
+    await f.db.withConnection((c) => c.fetchval(text, [1]));
+    expect((await prepared()).map((p) => p.statement)).not.toContain(text);
+  });
+
+  it('a name the server has but the client forgot (42P05 on Parse) costs a retry, never a failure', async () => {
+    const g = await startService({ poolMax: 1 });
+    try {
+      const text = 'SELECT $1::int * 2';
+      expect(await g.db.fetchval(text, [21])).toBe(42);
+      const [{ name }] = await g.db.fetch<Prepared>('SELECT name FROM pg_catalog.pg_prepared_statements');
+      // The client loses track of it (the server keeps it): the next use sends Parse again.
+      const client = await g.databasePool.acquire();
+      delete (client as unknown as { connection: { parsedStatements: Record<string, string> } }).connection.parsedStatements[name];
+      g.databasePool.release(client);
+      expect(await g.db.fetchval(text, [21])).toBe(42);
+      expect(await g.db.fetchval(text, [5])).toBe(10);
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('DEALLOCATE ALL through the service resets the session: the cache knows, nothing fails and it stays on', async () => {
+    const text = 'SELECT name FROM gadgets WHERE id = $1 AND 1 = 1';
     for (let round = 0; round < 3; round++) {
       expect(await f.db.fetchval(text, [2])).toBe('gadget-2');
       await f.db.execute('DEALLOCATE ALL');
+      expect(await f.db.fetchval(text, [3])).toBe('gadget-3');
+    }
+    expect((await prepared()).map((p) => p.statement)).toContain(text);
+  });
+
+  it('statements dropped behind its back (DEALLOCATE ALL on the raw connection) cost a retry, never a failure; repeated, the cache switches off', async () => {
+    const text = 'SELECT name FROM gadgets WHERE id = $1 AND true';
+    for (let round = 0; round < 3; round++) {
+      expect(await f.db.fetchval(text, [2])).toBe('gadget-2');
+      await f.databasePool.withClient((client) => client.query('DEALLOCATE ALL'));
       expect(await f.db.fetchval(text, [3])).toBe('gadget-3'); // 26000, retried unnamed
     }
     await f.db.fetchval(text, [4]);

@@ -1,5 +1,8 @@
 import pg from 'pg';
+import type { StatementEnvelope } from '../pooler/server-settings.js';
 import type { StatementName } from './statement-cache.js';
+
+export type { StatementEnvelope };
 
 /** The parts of pg 8's Query (lib/query.js) this subclass builds on. */
 interface PgQueryInternals {
@@ -20,19 +23,6 @@ interface PgConnection {
   bind(message: object): void;
   execute(message: { portal: string; rows: number }): void;
   sync(): void;
-}
-
-/**
- * Fixed statements (module text, never input) sent in the same write as the caller's, before and
- * after it, ahead of the one Sync: behind a transaction pooler, the SET LOCAL timeouts before it.
- * Everything up to a Sync is one implicit transaction (committed, or rolled back on an error, by the
- * Sync) that the pooler runs on one server connection, so the statement runs under the timeouts in
- * one round trip and they end with it. Their results are dropped; when one fails the server skips
- * the rest up to the Sync, as it does for the caller's.
- */
-export interface StatementEnvelope {
-  before: readonly string[];
-  after: readonly string[];
 }
 
 const NO_ENVELOPE: StatementEnvelope = { before: [], after: [] };
@@ -81,7 +71,7 @@ class BoundedQuery extends PgQuery {
     private readonly limit: number,
     private readonly keepRows: boolean,
     private readonly envelope: StatementEnvelope = NO_ENVELOPE,
-    private readonly evict?: string,
+    private readonly evict?: readonly string[],
   ) {
     super(...pgQueryArguments(statement, callback));
     this.name = statement.name;
@@ -91,8 +81,8 @@ class BoundedQuery extends PgQuery {
 
   override prepare(connection: PgConnection): void {
     for (const text of this.envelope.before) sendFixed(connection, text);
-    // A named statement evicted from the connection's cache (or stale): closed in the same write.
-    if (this.evict !== undefined) connection.close({ type: 'S', name: this.evict });
+    // Named statements evicted from the connection's cache (or stale): closed in the same write.
+    for (const name of this.evict ?? []) connection.close({ type: 'S', name });
     super.prepare(connection);
   }
 

@@ -1,34 +1,53 @@
+import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 
-// Distinct statement texts this process names at most; texts past it run unnamed (a process that
-// builds SQL text with values in it would otherwise grow this map for ever).
-const MAX_NAMED_TEXTS = 10_000;
+/**
+ * Longest statement text that is ever named (characters). Longer texts (a `sql.list()` of thousands of
+ * values, say) run unnamed: each named one costs its parse tree and plan in the server backend for as
+ * long as the connection lives, and such texts rarely repeat.
+ */
+export const MAX_NAMED_TEXT_LENGTH = 16_384;
+
+/** Total length of the texts named on one connection at most; least recently used closed first past it. */
+export const CONNECTION_TEXT_BUDGET = 512 * 1024;
+
+// Text → name memo of this cache (names are derived from the text, so forgetting one is harmless).
+const MEMO_TEXT_BUDGET = 8 * 1024 * 1024;
 
 // 26000/42P05 answers after which the cache is switched off.
 const DISTRUST_LIMIT = 3;
 
 interface PgConnectionStatements {
   parsedStatements: Record<string, string>;
+  submittedNamedStatements?: Record<string, string>;
 }
 
 /** What a statement is sent under on one connection. */
 export interface StatementName {
   name: string;
-  /** A statement to close first (the connection's least recently used one), to stay within the capacity. */
-  evict?: string;
+  /** Statements to close first (the connection's least recently used ones, or a stale one), in the same write. */
+  evict?: string[];
 }
 
 /**
  * Named prepared statements per connection, so the server parses and plans each distinct statement
- * once per connection and later executions send only Bind and Execute. Names come from the text
- * (one per distinct text in the process, never reused for another); each connection keeps at most
- * `capacity`, least recently used closed first (Close rides in the next statement's write). Off when
- * capacity is 0 (behind a transaction pooler), and switched off when the server shows it cannot be
- * trusted (see distrust).
+ * once per connection and later executions send only Bind and Execute.
+ *
+ * A name is this cache's random prefix plus a hash of the text: it cannot be another process's (or
+ * another module's) name, so a server connection that a pooler the module does not know about hands
+ * from one application to another never runs someone else's statement under our name. There it is
+ * simply missing (26000): retried unnamed, and after a few such answers the cache is off (distrust).
+ *
+ * Each connection keeps at most `capacity` statements and CONNECTION_TEXT_BUDGET characters of text,
+ * least recently used closed first (Close rides in the next statement's write); texts over
+ * MAX_NAMED_TEXT_LENGTH are never named. Off when capacity is 0 (behind a transaction pooler).
  */
 export class StatementCache {
-  private readonly names = new Map<string, string>();
-  private readonly perConnection = new WeakMap<pg.ClientBase, Map<string, true>>();
+  private readonly prefix = `nsp${randomBytes(6).toString('hex')}_`;
+  private readonly memo = new Map<string, string>();
+  private memoLength = 0;
+  /** Per connection: name → text length, least recently used first. */
+  private readonly perConnection = new WeakMap<pg.ClientBase, { names: Map<string, number>; length: number }>();
   private disabled: boolean;
   private distrusted = 0;
 
@@ -42,34 +61,38 @@ export class StatementCache {
 
   /** The name to send `text` under on `client`, or undefined to send it unnamed. */
   nameFor(client: pg.ClientBase, text: string): StatementName | undefined {
-    if (this.disabled) return undefined;
-    let name = this.names.get(text);
-    if (name === undefined) {
-      if (this.names.size >= MAX_NAMED_TEXTS) return undefined;
-      name = `nsp_${this.names.size + 1}`;
-      this.names.set(text, name);
-    }
+    if (this.disabled || text.length > MAX_NAMED_TEXT_LENGTH) return undefined;
+    const name = this.nameOf(text);
     let used = this.perConnection.get(client);
-    if (!used) this.perConnection.set(client, (used = new Map()));
-    used.delete(name);
-    used.set(name, true);
-    if (used.size <= this.capacity) return { name };
-    const evict = used.keys().next().value as string;
-    used.delete(evict);
-    this.forgetParsed(client, evict);
-    return { name, evict };
+    if (!used) this.perConnection.set(client, (used = { names: new Map(), length: 0 }));
+    if (used.names.delete(name)) used.length -= text.length;
+    used.names.set(name, text.length);
+    used.length += text.length;
+    let evict: string[] | undefined;
+    while (used.names.size > this.capacity || used.length > CONNECTION_TEXT_BUDGET) {
+      const [oldest, length] = used.names.entries().next().value as [string, number];
+      used.names.delete(oldest);
+      used.length -= length;
+      this.forgetParsed(client, oldest);
+      (evict ??= []).push(oldest);
+    }
+    return evict ? { name, evict } : { name };
   }
 
   /** The connection's statements are gone (DISCARD ALL, DEALLOCATE) or in doubt: parse again next time. */
   forget(client: pg.ClientBase, name?: string): void {
     const used = this.perConnection.get(client);
     if (name === undefined) {
-      for (const each of used?.keys() ?? []) this.forgetParsed(client, each);
+      for (const each of used?.names.keys() ?? []) this.forgetParsed(client, each);
       this.perConnection.delete(client);
-    } else {
-      used?.delete(name);
-      this.forgetParsed(client, name);
+      return;
     }
+    const length = used?.names.get(name);
+    if (used && length !== undefined) {
+      used.names.delete(name);
+      used.length -= length;
+    }
+    this.forgetParsed(client, name);
   }
 
   /**
@@ -83,9 +106,25 @@ export class StatementCache {
     if (++this.distrusted >= DISTRUST_LIMIT) this.disabled = true;
   }
 
-  // pg remembers which names it parsed on a connection and skips their Parse.
+  private nameOf(text: string): string {
+    let name = this.memo.get(text);
+    if (name === undefined) {
+      name = this.prefix + createHash('sha256').update(text).digest('hex').slice(0, 32);
+      if (this.memoLength + text.length > MEMO_TEXT_BUDGET) {
+        this.memo.clear();
+        this.memoLength = 0;
+      }
+      this.memo.set(text, name);
+      this.memoLength += text.length;
+    }
+    return name;
+  }
+
+  // pg remembers which names it parsed (or sent a Parse for) on a connection and skips their Parse.
   private forgetParsed(client: pg.ClientBase, name: string): void {
-    delete (client as unknown as { connection: PgConnectionStatements }).connection.parsedStatements[name];
+    const { connection } = client as unknown as { connection: PgConnectionStatements };
+    delete connection.parsedStatements[name];
+    if (connection.submittedNamedStatements) delete connection.submittedNamedStatements[name];
   }
 }
 
