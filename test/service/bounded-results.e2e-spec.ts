@@ -53,6 +53,22 @@ describe('buffered queries refuse more than maxRows rows', () => {
     await expect(f.db.fetch(rows(1), [1] as never)).rejects.toThrow('carries its own values');
   });
 
+  it.each([
+    ['through the service (autocommit)', false],
+    ['inside a transaction', true],
+  ])("a write's RETURNING rows are not capped: the write happened, so all its rows come back (%s)", async (_, inTransaction) => {
+    await f.db.execute('CREATE TABLE IF NOT EXISTS stamped (id int PRIMARY KEY)');
+    await f.db.execute('TRUNCATE stamped');
+    const insert = sql`INSERT INTO stamped SELECT g FROM generate_series(1, ${MAX_ROWS + 5}::int) g RETURNING id`;
+    const returned = inTransaction ? await f.db.transaction((tx) => tx.fetch(insert)) : await f.db.fetch(insert);
+    expect(returned).toHaveLength(MAX_ROWS + 5);
+    const moved = sql`WITH d AS (DELETE FROM stamped WHERE id > 3 RETURNING id) SELECT id FROM d`;
+    expect(await f.db.fetch(moved)).toHaveLength(MAX_ROWS + 2);
+    expect(await f.db.fetchval('SELECT count(*)::int FROM stamped')).toBe(3);
+    // A read of the same size is still refused.
+    await expect(f.db.fetch(rows(MAX_ROWS + 5))).rejects.toBeInstanceOf(ResultTooLargeError);
+  });
+
   it('a million-row query is refused before memory grows, and the connection is clean for the next caller', async () => {
     const pid = await f.db.fetchval<number>('SELECT pg_backend_pid()');
     const baseline = process.memoryUsage().heapUsed;

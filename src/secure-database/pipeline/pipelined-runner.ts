@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import { ShuttingDownError } from '../errors/connection.errors.js';
-import type { DatabasePool } from '../pool/database-pool.js';
-import { sessionStatementReason } from '../pooler/session-statements.js';
-import { type ResultShape, changesSession, runCached, runStatement } from '../service/queryable.js';
+import type { DatabasePool, PipelineStats } from '../pool/database-pool.js';
+import { type ResultShape, runCached, runStatement } from '../service/queryable.js';
 import type { StatementCache } from '../service/statement-cache.js';
+import { changesSession, statementFacts } from '../service/statement-facts.js';
 
 /** A pooled connection running autocommit statements for several callers at once (pg's pipeline mode). */
 interface SharedConnection {
@@ -21,21 +21,10 @@ const MAX_DEPTH = 16;
 // A statement never joins a connection whose oldest statement has run longer than this: one slow
 // query must not hold up fast ones queued behind it (head-of-line blocking).
 const HEAD_AGE_LIMIT_MS = 5;
-// Texts remembered as safe to pipeline or not (the same few statements repeat); cleared when full.
-const VERDICTS_MAX = 2_000;
 
 // pg checks the flag each time it sends; flipped only while the connection has nothing in flight.
 function setPipelineMode(client: pg.PoolClient, on: boolean): void {
   (client as pg.PoolClient & { pipeline: boolean }).pipeline = on;
-}
-
-export interface PipelineStats {
-  /** Connections running statements for several callers now. */
-  sharedConnections: number;
-  /** Statements in flight on them. */
-  pipelined: number;
-  /** The most statements in flight on one connection now. */
-  depth: number;
 }
 
 /**
@@ -47,11 +36,11 @@ export interface PipelineStats {
  * statement alone; a connection that breaks fails exactly the statements in flight on it. The pool
  * stays the only source of connections (TLS assertion, failover, lifetime and drain all apply); a
  * connection goes back to it as soon as its last statement is answered, so waiters get it.
- * Statements that change the session (SET, LISTEN, …) never share a connection.
+ * Only plain reads and writes share a connection (statement-facts.ts): never transaction control (a
+ * BEGIN would capture the statements behind it), nor anything that may leave session state.
  */
 export class PipelinedRunner {
   private readonly shared = new Set<SharedConnection>();
-  private readonly verdicts = new Map<string, boolean>();
   /** This runner's callers waiting in the pool's queue (the rest of the queue wants exclusive connections). */
   private acquiring = 0;
   /** Callers waiting for room on a shared connection (or a connection of their own), first come first served. */
@@ -76,7 +65,7 @@ export class PipelinedRunner {
     statements: StatementCache,
     resetSession: (client: pg.PoolClient) => Promise<void>,
   ): Promise<pg.QueryResult> {
-    if (!this.canPipeline(text)) return this.runAlone(await this.db.acquire(), text, values, shape, resetSession);
+    if (!statementFacts(text).shareable) return this.runAlone(await this.db.acquire(), text, values, shape, resetSession);
     // New work is refused once the drain began; a caller already waiting still gets to join.
     if (this.db.closed) throw new ShuttingDownError();
     // At most one request to the pool per caller, however often it is woken; dropped if it joins instead.
@@ -173,16 +162,26 @@ export class PipelinedRunner {
       });
     }
     try {
-      return await runCached(connection.client, statements, text, values, shape);
+      const result = await runCached(connection.client, statements, text, values, shape);
+      // Cannot happen for a shareable statement; if it ever does, nobody joins this connection again
+      // and it is destroyed when the last statement in flight on it is answered.
+      if (changesSession(text, result.command) || connection.client.getTransactionStatus?.() !== 'I') this.retire(connection);
+      return result;
     } catch (error) {
       this.db.discardIfBroken(connection.client, error);
       if (this.db.isUnusable(connection.client)) this.shared.delete(connection); // nobody joins it again
+      if (connection.client.getTransactionStatus?.() !== 'I') this.retire(connection);
       throw this.db.mapError(error);
     } finally {
       connection.sent.shift();
       if (connection.sent.length === 0) this.giveBack(connection);
       else if (this.shared.has(connection)) this.wake(1); // a slot came free on it
     }
+  }
+
+  private retire(connection: SharedConnection): void {
+    this.db.markUnusable(connection.client);
+    this.shared.delete(connection);
   }
 
   private giveBack(connection: SharedConnection): void {
@@ -200,7 +199,7 @@ export class PipelinedRunner {
   ): Promise<pg.QueryResult> {
     try {
       const result = await runStatement(client, text, values, shape);
-      if (changesSession(result)) await resetSession(client);
+      if (changesSession(text, result.command)) await resetSession(client);
       return result;
     } catch (error) {
       this.db.discardIfBroken(client, error);
@@ -208,16 +207,5 @@ export class PipelinedRunner {
     } finally {
       this.db.release(client);
     }
-  }
-
-  /** False for statements that leave state on the connection: the callers sharing it would run under it. */
-  private canPipeline(text: string): boolean {
-    let verdict = this.verdicts.get(text);
-    if (verdict === undefined) {
-      if (this.verdicts.size >= VERDICTS_MAX) this.verdicts.clear();
-      verdict = sessionStatementReason(text) === undefined;
-      this.verdicts.set(text, verdict);
-    }
-    return verdict;
   }
 }

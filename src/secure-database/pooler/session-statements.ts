@@ -35,14 +35,52 @@ export function leadingWords(text: string, count: number): string[] {
   return words;
 }
 
+// SELECT … INTO TEMP / INTO pg_temp.x creates a temporary table (INSERT INTO and MERGE INTO do not).
+const SELECT_INTO_TEMP = /(?<!\b(?:INSERT|MERGE)\s+)\bINTO\s+(?:(?:(?:GLOBAL|LOCAL)\s+)?(?:TEMP|TEMPORARY)\b|(?:TABLE\s+)?pg_temp\b)/i;
+const PG_TEMP = /\bpg_temp\b/i;
+/** Session-level advisory locks (the _xact_ forms end with the transaction). */
+export const SESSION_LOCK = /\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(/i;
+const SET_CONFIG = /\bset_config\s*\(/gi;
+
+/** A set_config() call whose last argument is not literally `true`: a session-level setting, or one that cannot be told. */
+export function hasSessionSetConfig(text: string): boolean {
+  for (const match of text.matchAll(SET_CONFIG)) {
+    if (lastArgument(text, match.index + match[0].length).toLowerCase() !== 'true') return true;
+  }
+  return false;
+}
+
+// The last top-level argument of the call whose arguments start at `start`, trimmed ('' when unclosed).
+function lastArgument(text: string, start: number): string {
+  let depth = 0;
+  let from = start;
+  for (let i = start; i < text.length; i++) {
+    const c = text[i];
+    if (c === "'" || c === '"') {
+      const end = text.indexOf(c, i + 1);
+      if (end === -1) return '';
+      i = end;
+    } else if (c === '(') depth++;
+    else if (c === ',' && depth === 0) from = i + 1;
+    else if (c === ')') {
+      if (depth === 0) return text.slice(from, i).trim();
+      depth--;
+    }
+  }
+  return '';
+}
+
+const TEMPORARY = `a temporary object lives in a server session, which a transaction pooler does not keep for this client (and hands to other clients)`;
+
 /**
  * Why a statement cannot go through a transaction pooler, or undefined when it can. Each of these
  * leaves state on the server connection, which the pooler hands to other clients after this
  * transaction (and gives this client another one next time): a session SET would change their
- * settings, LISTEN would deliver notifications to whoever holds the connection, a prepared statement
- * or WITH HOLD cursor would be missing on the next connection. Functions with the same effect
- * (set_config(…, false), pg_advisory_lock) are not seen here: use their transaction-scoped forms
- * (set_config(…, true), pg_advisory_xact_lock).
+ * settings, LISTEN would deliver notifications to whoever holds the connection, a temporary table
+ * would shadow a real one for them, a prepared statement or WITH HOLD cursor would be missing on
+ * the next connection. Session-level set_config() and advisory locks are refused too; use their
+ * transaction-scoped forms (set_config(…, true), pg_advisory_xact_lock). A function that changes the
+ * session in its body is not seen here.
  */
 export function sessionStatementReason(text: string): string | undefined {
   const [first, second, third] = leadingWords(text, 3);
@@ -66,16 +104,35 @@ export function sessionStatementReason(text: string): string | undefined {
       return /\bWITH\s+HOLD\b/i.test(text) ? `a WITH HOLD cursor outlives its transaction, and a transaction pooler does not keep the session: use stream(), or ${DIRECT}` : undefined;
     case 'CREATE': {
       const temporary = ['TEMP', 'TEMPORARY'].includes(second) || (['LOCAL', 'GLOBAL'].includes(second) && ['TEMP', 'TEMPORARY'].includes(third));
-      if (!temporary || /\bON\s+COMMIT\s+DROP\b/i.test(text)) return undefined;
-      return `a temporary table lives in a server session, which a transaction pooler does not keep for this client: add ON COMMIT DROP and use it inside transaction(), or ${DIRECT}`;
+      if (!temporary && !PG_TEMP.test(text)) break;
+      if (/\bON\s+COMMIT\s+DROP\b/i.test(text)) break;
+      return `${TEMPORARY}: for a table add ON COMMIT DROP and use it inside transaction(), or ${DIRECT}`;
     }
-    default:
-      return undefined;
+    case 'SELECT':
+    case 'WITH':
+      if (SELECT_INTO_TEMP.test(text)) return `${TEMPORARY}: ${DIRECT}`;
+      break;
   }
+  if (SESSION_LOCK.test(text)) {
+    return `a session-level advisory lock stays on the server connection, which a transaction pooler hands to other clients: use pg_advisory_xact_lock inside transaction(), or ${DIRECT}`;
+  }
+  if (hasSessionSetConfig(text)) {
+    return `set_config(…, false) changes the server session, which a transaction pooler shares with other clients: pass true as its last argument (the setting then ends with the transaction), or ${DIRECT}`;
+  }
+  return undefined;
 }
+
+// Verdicts of the texts seen (the same few statements repeat behind a pooler too); cleared when full.
+const REASONS_MAX = 2_000;
+const reasons = new Map<string, string | null>();
 
 /** Throws SessionUnavailableError for a statement that would leave state on a pooled server connection. */
 export function refuseSessionStatement(text: string): void {
-  const reason = sessionStatementReason(text);
+  let reason = reasons.get(text);
+  if (reason === undefined) {
+    reason = sessionStatementReason(text) ?? null;
+    if (reasons.size >= REASONS_MAX) reasons.clear();
+    reasons.set(text, reason);
+  }
   if (reason) throw new SessionUnavailableError(reason);
 }

@@ -7,9 +7,11 @@ import { InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
 import { cursorRows } from './cursor-rows.js';
-import { Queryable, type ResultShape, changesSession, runCached, runStatement } from './queryable.js';
+import { PipelinedRunner } from '../pipeline/pipelined-runner.js';
+import { Queryable, type ResultShape, runCached, runStatement } from './queryable.js';
 import { CONTROL, ScopedConnection } from './scoped-connection.js';
 import { StatementCache } from './statement-cache.js';
+import { changesSession, statementFacts } from './statement-facts.js';
 import { type TransactionOptions, isRetryableTransactionError, planTransaction, retryDelayMs } from './transaction-options.js';
 
 interface TransactionScope {
@@ -36,11 +38,14 @@ export class DatabaseService extends Queryable {
   private readonly logger: Logger;
   /** Named prepared statements per connection for autocommit statements; none behind a transaction pooler. */
   private readonly statements: StatementCache;
+  /** Autocommit statements pipelined when the pool is saturated (the pipelining option). */
+  private readonly pipeline?: PipelinedRunner;
 
   constructor(db: DatabasePool) {
     super(db);
     this.logger = new Logger(db.config.name ? `SecureDatabase:${db.config.name}` : 'SecureDatabase');
     this.statements = new StatementCache(db.config.statementCacheSize);
+    if (db.config.pipelining) db.reportPipeline((this.pipeline = new PipelinedRunner(db)));
   }
 
   /** The raw pg.Pool, for what this service does not offer. */
@@ -56,15 +61,16 @@ export class DatabaseService extends Queryable {
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.assertOutsideTransaction();
     this.db.guardStatement(text);
+    if (statementFacts(text).transactionControl) throw transactionControlRefused();
     // Behind a transaction pooler: the SET LOCAL timeouts ahead of the statement, in its round trip.
     const envelope = this.db.statementEnvelope;
-    if (this.db.pipeline) return this.db.pipeline.run(text, values, shape, this.statements, (client) => this.resetSession(this.db, client));
+    if (this.pipeline) return this.pipeline.run(text, values, shape, this.statements, (client) => this.resetSession(this.db, client));
     const client = await this.db.acquire();
     try {
       const result = envelope ? await runStatement(client, text, values, shape, envelope) : await runCached(client, this.statements, text, values, shape);
-      // A tag compare per query; the reset's round trip is paid only by statements that change the session.
+      // A set lookup per query; the reset's round trip is paid only by statements that may change the session.
       // Behind a transaction pooler those were refused, and the server session is not this client's to reset.
-      if (!envelope && changesSession(result)) await this.resetSession(this.db, client);
+      if (!envelope && changesSession(text, result.command)) await this.resetSession(this.db, client);
       return result;
     } catch (error) {
       this.db.discardIfBroken(client, error);
@@ -94,10 +100,16 @@ export class DatabaseService extends Queryable {
   protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R> {
     this.assertOutsideTransaction();
     this.db.guardStatement(text);
+    if (statementFacts(text).transactionControl) throw transactionControlRefused();
     const client = await this.db.acquire();
     try {
       if (!this.db.transactionPooled) {
-        yield* cursorRows<R>(client, this.db, text, values, batchSize);
+        try {
+          yield* cursorRows<R>(client, this.db, text, values, batchSize);
+        } finally {
+          // A cursor reports no command tag: the text decides (CREATE TEMP TABLE … AS runs through one too).
+          if (statementFacts(text).sessionText && !this.db.isUnusable(client)) await this.resetSession(this.db, client);
+        }
         return;
       }
       // Behind a transaction pooler the cursor lives in a transaction of its own, under the SET LOCAL timeouts.
@@ -150,7 +162,7 @@ export class DatabaseService extends Queryable {
 
   private async transactionAttempt<T>(fn: (tx: ScopedConnection) => Promise<T>, begin: string): Promise<T> {
     const client = await this.db.acquire();
-    const tx = new ScopedConnection(this.db, client);
+    const tx = new ScopedConnection(this.db, client, 'transaction');
     const scope: TransactionScope = { db: this.db, active: true };
     runningTransactions++;
     try {
@@ -205,7 +217,7 @@ export class DatabaseService extends Queryable {
     this.assertOutsideTransaction();
     const db = this.sessionPool();
     const client = await db.acquire();
-    const connection = new ScopedConnection(db, client);
+    const connection = new ScopedConnection(db, client, 'session');
     try {
       return await fn(connection);
     } finally {
@@ -250,4 +262,10 @@ export class DatabaseService extends Queryable {
       );
     }
   }
+}
+
+function transactionControlRefused(): InvalidQueryError {
+  return new InvalidQueryError(
+    'BEGIN, COMMIT and ROLLBACK cannot be sent through the query helpers: each call may run on another pooled connection (and would capture other callers). Use db.transaction(async (tx) => …), which runs them on one connection',
+  );
 }

@@ -3,6 +3,7 @@ import { InvalidQueryError, NotFoundError, ResultTooLargeError, TooManyRowsError
 import type { DatabasePool } from '../pool/database-pool.js';
 import { type StatementEnvelope, queryBounded } from './bounded-query.js';
 import { type StatementCache, type StatementName, statementCacheFailure } from './statement-cache.js';
+import { statementFacts } from './statement-facts.js';
 import { SqlFragment } from './sql.js';
 
 /** A row as node-postgres returns it: column name → parsed value. */
@@ -168,21 +169,13 @@ function optionsOf(value: unknown): object {
   return value;
 }
 
-// Command tags of statements whose effect outlives them on the connection: settings (SET, SET ROLE,
-// SET search_path; SET LOCAL too, harmlessly), LISTEN, prepared statements, WITH HOLD cursors,
-// loaded libraries, temporary tables. A connection that ran one is reset before anyone else gets it.
-// Not seen: state changed by a function inside a SELECT (set_config, pg_advisory_lock): use withConnection.
-const SESSION_COMMANDS = new Set(['SET', 'RESET', 'LISTEN', 'PREPARE', 'DECLARE CURSOR', 'LOAD', 'CREATE TABLE']);
-
-/** True when the statement left state on its connection that the next caller must not inherit. */
-export function changesSession(result: pg.QueryResult): boolean {
-  return SESSION_COMMANDS.has(result.command);
-}
-
 /**
  * Sends one caller statement: over the extended protocol always (under `named`'s name, if given), with the
  * server cutting the result off after maxRows + 1 rows (see bounded-query.ts): a result over the
- * limit is a ResultTooLargeError that memory never held.
+ * limit is a ResultTooLargeError that memory never held. Not for writes (INSERT, UPDATE, DELETE,
+ * MERGE, or a WITH holding one): their RETURNING rows arrive after the write happened (in autocommit,
+ * committed with the same Sync), so refusing them would report a failure for a change that stands and
+ * invite a retry that makes it twice. A write returns all its rows; bound the write itself.
  */
 export async function runStatement(
   client: pg.ClientBase,
@@ -193,9 +186,9 @@ export async function runStatement(
   named?: StatementName,
 ): Promise<pg.QueryResult> {
   const { maxRows, rowMode } = shape;
-  const limit = maxRows === 0 || maxRows === Infinity ? 0 : maxRows + 1;
+  const limit = maxRows === 0 || maxRows === Infinity || statementFacts(text).write ? 0 : maxRows + 1;
   const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope, named);
-  if (maxRows !== 0 && result.rows.length > maxRows) throw new ResultTooLargeError(maxRows);
+  if (limit !== 0 && result.rows.length > maxRows) throw new ResultTooLargeError(maxRows);
   return result;
 }
 
@@ -215,7 +208,11 @@ export async function runCached(client: pg.ClientBase, cache: StatementCache, te
     const failure = statementCacheFailure(error);
     if (failure === undefined) throw error;
     cache.forget(client, named.name);
-    if (failure === 'stale') return runStatement(client, text, values, shape, undefined, { name: named.name, evict: named.name });
+    if (failure === 'stale') {
+      // Closed and parsed again under the same name, in one write; the cache stays on.
+      const again = cache.nameFor(client, text)!;
+      return runStatement(client, text, values, shape, undefined, { name: again.name, evict: [named.name, ...(again.evict ?? [])] });
+    }
     cache.distrust(client);
     return runStatement(client, text, values, shape);
   }

@@ -4,7 +4,8 @@ import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { cursorRows } from './cursor-rows.js';
-import { Queryable, type ResultShape, changesSession, runStatement } from './queryable.js';
+import { Queryable, type ResultShape, runStatement } from './queryable.js';
+import { changesSession, statementFacts } from './statement-facts.js';
 
 /**
  * Key of the method that sends the module's own fixed statements (BEGIN …, COMMIT, ROLLBACK) over the
@@ -29,22 +30,31 @@ export class ScopedConnection extends Queryable {
   /** A stream is reading on this connection: anything else sent now would queue behind it for ever. */
   private streaming = false;
 
-  /** @internal Made by DatabaseService. */
-  constructor(db: DatabasePool, client: pg.PoolClient) {
+  /**
+   * @internal Made by DatabaseService: for `transaction` (the module owns BEGIN/COMMIT/ROLLBACK) or
+   * `withConnection` (the callback owns the session, transactions included).
+   */
+  constructor(
+    db: DatabasePool,
+    client: pg.PoolClient,
+    private readonly scope: 'transaction' | 'session',
+  ) {
     super(db);
     this.client = client;
   }
 
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
-    this.db.guardStatement(text);
+    this.guard(text);
     const result = await this.onClient((client) => runStatement(client, text, values, shape));
-    if (changesSession(result)) this.sessionChanged = true;
+    if (changesSession(text, result.command)) this.sessionChanged = true;
     return result;
   }
 
   protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R> {
-    this.db.guardStatement(text);
+    this.guard(text);
     const client = this.usableClient();
+    // A cursor reports no command tag to look at: the text decides (CREATE TABLE … AS runs through one too).
+    if (statementFacts(text).sessionText) this.sessionChanged = true;
     this.streaming = true;
     try {
       yield* cursorRows<R>(client, this.db, text, values, batchSize, () => (this.broken = true));
@@ -53,6 +63,15 @@ export class ScopedConnection extends Queryable {
       throw error;
     } finally {
       this.streaming = false;
+    }
+  }
+
+  private guard(text: string): void {
+    this.db.guardStatement(text);
+    if (this.scope === 'transaction' && statementFacts(text).transactionControl) {
+      throw new InvalidQueryError(
+        'BEGIN, COMMIT and ROLLBACK of a transaction() are the module\'s: return from the callback to commit, throw to roll back (SAVEPOINT and ROLLBACK TO SAVEPOINT are allowed)',
+      );
     }
   }
 
