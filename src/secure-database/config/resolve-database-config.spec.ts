@@ -57,9 +57,9 @@ describe('resolveDatabaseConfig', () => {
   it('refuses other schemes and malformed URLs without echoing the password', () => {
     const wrong = problemsOf(() => resolveDatabaseConfig({ url: `mysql://app:${PASSWORD}@h/db` }, {}));
     expect(wrong).toMatch(/must start with postgres:\/\/ or postgresql:\/\/ \(it starts with mysql:\/\/\)/);
-    const malformed = problemsOf(() => resolveDatabaseConfig({ url: `postgresql://app:${PASSWORD}@[bad/db` }, {}));
+    const malformed = problemsOf(() => resolveDatabaseConfig({ url: `postgresql://app:${encodeURIComponent(PASSWORD)}@[bad/db` }, {}));
     expect(malformed).toMatch(/not a valid URL: percent-encode/);
-    for (const text of [wrong, malformed]) expect(text).not.toContain(PASSWORD);
+    for (const text of [wrong, malformed]) for (const pw of [PASSWORD, encodeURIComponent(PASSWORD)]) expect(text).not.toContain(pw);
   });
 
   it('lists every offending option at once, naming the environment variable, never the value', () => {
