@@ -202,6 +202,25 @@ describe('resolveDatabaseConfig', () => {
       expect(resolveDatabaseConfig({ url }, {}).pooler.mode).toBe(mode);
     });
 
+    it('every host of a host list is looked at, not only the first', () => {
+      const neon = 'ep-cool-1.eu-central-1.aws.neon.tech';
+      const neonPooler = 'ep-cool-1-pooler.eu-central-1.aws.neon.tech';
+      const both = (a: string, b: string) => resolveDatabaseConfig({ url: `postgresql://u:p@${a},${b}/db` }, {});
+      expect(both(neonPooler, 'ep-two-pooler.us-east-2.aws.neon.tech').pooler).toMatchObject({ mode: 'transaction', source: 'host' });
+      expect(both(neon, 'ep-two.us-east-2.aws.neon.tech').pooler.mode).toBe('none');
+      // The same list as libpq's host= parameter.
+      const inQuery = resolveDatabaseConfig({ url: `postgresql://u:p@/db?host=${neonPooler},ep-two-pooler.us-east-2.aws.neon.tech` }, {});
+      expect(inQuery.pooler.mode).toBe('transaction');
+      // A later host that is a pooler (or a pooler of another mode) cannot be told from the first: the operator must say.
+      const mixed = [
+        [neon, neonPooler],
+        [neonPooler, neon],
+        ['aws-0-eu-central-1.pooler.supabase.com:5432', 'aws-0-eu-central-1.pooler.supabase.com:6543'],
+      ];
+      for (const [a, b] of mixed) expect(problemsOf(() => both(a, b))).toContain('DATABASE_URL lists hosts that need different pooler modes: set DATABASE_POOLER');
+      expect(resolveDatabaseConfig({ url: `postgresql://u:p@${neon},${neonPooler}/db`, pooler: 'transaction' }, {}).pooler.mode).toBe('transaction');
+    });
+
     it('DATABASE_POOLER wins over detection, and none turns it off', () => {
       const neonPooler = 'postgresql://u:p@ep-cool-1-pooler.eu-central-1.aws.neon.tech/db';
       expect(resolveDatabaseConfig({ url: neonPooler, pooler: 'none' }, {}).pooler).toEqual({ mode: 'none', source: 'DATABASE_POOLER' });
