@@ -122,6 +122,17 @@ describe('doctor (the built CLI, as a child process) on the shared clusters', ()
     expect(run.check('connection')).toMatchObject({ status: 'fail', evidence: expect.stringMatching(/authentication failed.*28P01/), fix: expect.stringMatching(/user name and password/) });
   });
 
+  it('an unencoded @ in the password: exit 2 asking for %40; the password tail is no host name in the text or the JSON', async () => {
+    // WHATWG URL splits at the last @ and the old parser at the first: "cretTail" became the host name.
+    const url = `postgresql://app:se@cretTail@127.0.0.1:${h.tls.facts.port}/app`;
+    for (const args of [['doctor', '--json'], ['doctor']]) {
+      const run = await runDoctorCli(verified(url), { args, secrets: ['cretTail', 'se@cret'] });
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain('more than one unencoded @: percent-encode @ in the user name or password as %40');
+      if (args.includes('--json')) expect(run.json).toMatchObject({ verdict: 'error', problems: [expect.stringMatching(/as %40$/)], checks: [] });
+    }
+  });
+
   it('NODE_TLS_REJECT_UNAUTHORIZED=0: fail under sslmode=require; a configuration error (exit 2) under verify-full, as at startup', async () => {
     const weak = await runDoctorCli({ DATABASE_URL: h.tls.url({ sslmode: 'require' }), NODE_TLS_REJECT_UNAUTHORIZED: '0' });
     expect(weak.code).toBe(1);

@@ -19,9 +19,24 @@ export interface ParsedDatabaseUrl {
   params: Record<string, string>;
 }
 
-/** Replaces the password in anything URL-shaped, even when the URL does not parse. */
+/**
+ * Replaces the password in anything URL-shaped, even when the URL does not parse. A password may hold
+ * an unencoded @, /, ? or # (the very URLs that do not parse), so everything between `//` and the LAST
+ * @ is treated as user info: the user name is kept when it is a plain name, else all of it is `***`.
+ * An @ further on (in a query value) only makes this redact more than it needs to.
+ */
 export function redactUrl(raw: string): string {
-  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@]*):[^@/?#]*(?=@)/i, '$1:***').replace(/([?&]password=)[^&]*/gi, '$1***');
+  const match = /^([a-z][a-z0-9+.-]*:\/\/)(.*)@(.*)$/is.exec(raw);
+  let redacted = raw;
+  if (match) {
+    const [, prefix, userinfo, rest] = match;
+    const colon = userinfo.indexOf(':');
+    // No colon: no password in the user info (user names end at the first colon, as in libpq and WHATWG).
+    const user = colon === -1 ? userinfo : userinfo.slice(0, colon);
+    const plain = /^[^@/?#\s]*$/.test(user);
+    redacted = `${prefix}${!plain ? '***' : colon === -1 ? user : `${user}:***`}@${rest}`;
+  }
+  return redacted.replace(/([?&]password=)[^&#]*/gi, '$1***');
 }
 
 // TLS files are read by the TLS policy, not by pg-connection-string (which would also read "system" as a path).
@@ -36,6 +51,19 @@ export function parseDatabaseUrl(raw: string, problems: string[]): ParsedDatabas
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1];
   if (!scheme || !/^postgres(ql)?$/i.test(scheme)) {
     problems.push(`DATABASE_URL must start with postgres:// or postgresql://${scheme ? ` (it starts with ${scheme}://)` : ''}`);
+    return undefined;
+  }
+  // The user info ends at the first @ here and at the last one for WHATWG URL: with an unencoded @ (or
+  // /, ? or # before the @) in the password, its tail would become the host name (printed, and sent to
+  // DNS), the database or a parameter name. Only a URL whose one @ precedes any / ? # is unambiguous.
+  const afterScheme = url.slice(scheme.length + 3);
+  const ats = afterScheme.split('@').length - 1;
+  if (ats > 1) {
+    problems.push('DATABASE_URL has more than one unencoded @: percent-encode @ in the user name or password as %40');
+    return undefined;
+  }
+  if (ats === 1 && /[/?#]/.test(afterScheme.slice(0, afterScheme.indexOf('@')))) {
+    problems.push('DATABASE_URL has a /, ? or # before its @: percent-encode them in the user name or password (/ as %2F, ? as %3F, # as %23), and an @ elsewhere as %40');
     return undefined;
   }
   // The WHATWG parser rejects libpq's host lists: they are taken apart here, and the URL parsed with

@@ -57,9 +57,9 @@ describe('resolveDatabaseConfig', () => {
   it('refuses other schemes and malformed URLs without echoing the password', () => {
     const wrong = problemsOf(() => resolveDatabaseConfig({ url: `mysql://app:${PASSWORD}@h/db` }, {}));
     expect(wrong).toMatch(/must start with postgres:\/\/ or postgresql:\/\/ \(it starts with mysql:\/\/\)/);
-    const malformed = problemsOf(() => resolveDatabaseConfig({ url: `postgresql://app:${PASSWORD}@[bad/db` }, {}));
+    const malformed = problemsOf(() => resolveDatabaseConfig({ url: `postgresql://app:${encodeURIComponent(PASSWORD)}@[bad/db` }, {}));
     expect(malformed).toMatch(/not a valid URL: percent-encode/);
-    for (const text of [wrong, malformed]) expect(text).not.toContain(PASSWORD);
+    for (const text of [wrong, malformed]) for (const pw of [PASSWORD, encodeURIComponent(PASSWORD)]) expect(text).not.toContain(pw);
   });
 
   it('lists every offending option at once, naming the environment variable, never the value', () => {
@@ -200,6 +200,25 @@ describe('resolveDatabaseConfig', () => {
       ['postgresql://postgres:p@db.ref.supabase.co:5432/postgres', 'none'],
     ])('%s is detected as %s', (url, mode) => {
       expect(resolveDatabaseConfig({ url }, {}).pooler.mode).toBe(mode);
+    });
+
+    it('every host of a host list is looked at, not only the first', () => {
+      const neon = 'ep-cool-1.eu-central-1.aws.neon.tech';
+      const neonPooler = 'ep-cool-1-pooler.eu-central-1.aws.neon.tech';
+      const both = (a: string, b: string) => resolveDatabaseConfig({ url: `postgresql://u:p@${a},${b}/db` }, {});
+      expect(both(neonPooler, 'ep-two-pooler.us-east-2.aws.neon.tech').pooler).toMatchObject({ mode: 'transaction', source: 'host' });
+      expect(both(neon, 'ep-two.us-east-2.aws.neon.tech').pooler.mode).toBe('none');
+      // The same list as libpq's host= parameter.
+      const inQuery = resolveDatabaseConfig({ url: `postgresql://u:p@/db?host=${neonPooler},ep-two-pooler.us-east-2.aws.neon.tech` }, {});
+      expect(inQuery.pooler.mode).toBe('transaction');
+      // A later host that is a pooler (or a pooler of another mode) cannot be told from the first: the operator must say.
+      const mixed = [
+        [neon, neonPooler],
+        [neonPooler, neon],
+        ['aws-0-eu-central-1.pooler.supabase.com:5432', 'aws-0-eu-central-1.pooler.supabase.com:6543'],
+      ];
+      for (const [a, b] of mixed) expect(problemsOf(() => both(a, b))).toContain('DATABASE_URL lists hosts that need different pooler modes: set DATABASE_POOLER');
+      expect(resolveDatabaseConfig({ url: `postgresql://u:p@${neon},${neonPooler}/db`, pooler: 'transaction' }, {}).pooler.mode).toBe('transaction');
     });
 
     it('DATABASE_POOLER wins over detection, and none turns it off', () => {

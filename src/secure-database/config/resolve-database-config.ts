@@ -109,7 +109,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
   connectMs ??= DATABASE_DEFAULTS.connectTimeoutMs;
 
   const topology = readTopology(params, problems);
-  const pooler = decidePooler(options.pooler, url?.host ?? '', url?.port ?? 5432);
+  const pooler = decidePooler(options.pooler, url?.hosts ?? [], problems);
   // PgBouncer refuses an options startup parameter that sets server settings (-c …) unless it is told to ignore it.
   if (pooler.mode !== 'none' && params.options && /(^|\s)(-c|--)/.test(params.options)) {
     problems.push('options in DATABASE_URL sets server settings in the startup packet, which poolers refuse: set them per role (ALTER ROLE … SET) instead');

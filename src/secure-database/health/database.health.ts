@@ -40,10 +40,16 @@ export interface DatabasePingOptions {
  * detail. From onModuleDestroy on it reports `shutting down` without touching the pool.
  * It answers within `timeoutMs` whatever the database does; a connection that arrives after the
  * deadline goes straight back to the pool, and one whose ping timed out is destroyed, not reused.
+ * Concurrent checks of one connection share one ping: a flood of checks while the pool is saturated
+ * queues one acquire, not one each (an acquire cannot be withdrawn from pg's queue, so a check that
+ * timed out would otherwise leave its own behind for up to the acquire timeout). A check arriving
+ * while that acquire is still queued, even after every earlier check answered, joins it.
  */
 @Injectable()
 export class DatabaseHealthIndicator {
   private readonly pools = new Map<string, DatabasePool>();
+  /** The ping in progress on each pool, shared by every check that arrives before it settles. */
+  private readonly pings = new WeakMap<DatabasePool, SharedPing>();
 
   constructor(
     private readonly moduleRef: ModuleRef,
@@ -62,9 +68,18 @@ export class DatabaseHealthIndicator {
     // Asked while every slot was taken: a timeout then means we waited in the pool's queue.
     const queued = waiting > 0 || (total >= db.config.pool.max && idle === 0);
     const started = performance.now();
-    const progress = { acquired: false };
+    let shared = this.pings.get(db);
+    if (!shared) {
+      const fresh = (shared = new SharedPing(db));
+      this.pings.set(db, fresh);
+      const settled = () => {
+        if (this.pings.get(db) === fresh) this.pings.delete(db);
+      };
+      fresh.result.then(settled, settled);
+    }
+    const progress = shared.progress;
     try {
-      const { status, server } = await ping(db, timeoutMs, progress);
+      const { status, server } = await shared.join(timeoutMs);
       const tls = db.lastTls;
       const pooled = db.config.pooler.mode !== 'none';
       return indicator.up({
@@ -120,42 +135,56 @@ function poolCounters(db: DatabasePool): { total: number; idle: number; waiting:
 }
 
 /**
- * Acquire + one small query (the server's role and replication lag) under one deadline. After the
- * deadline a connection still on its way is released on arrival (never leaked, never left holding a
- * slot), and one stuck in the ping is destroyed: its state is unknown, and a blackholed socket would
- * otherwise hold the slot until the client-side query timeout.
+ * Acquire + one small query (the server's role and replication lag), awaited by every check that joins
+ * before it settles, each under its own deadline. Once no check waits any more, a connection still on
+ * its way is released on arrival (never leaked, never left holding a slot), and one stuck in the ping
+ * is destroyed: its state is unknown, and a blackholed socket would otherwise hold the slot until the
+ * client-side query timeout.
  */
-async function ping(
-  db: DatabasePool,
-  timeoutMs: number,
-  progress: { acquired: boolean },
-): Promise<{ status: ReplicationStatus; server?: { host: string; port: number } }> {
-  let expired = false;
-  let pinging: pg.PoolClient | undefined;
-  const run = async () => {
-    const client = await db.acquire();
-    if (expired) {
-      db.release(client);
+class SharedPing {
+  readonly progress = { acquired: false };
+  readonly result: Promise<{ status: ReplicationStatus; server?: { host: string; port: number } }>;
+  private waiting = 0;
+  private pinging: pg.PoolClient | undefined;
+
+  constructor(private readonly db: DatabasePool) {
+    this.result = this.run();
+    this.result.catch(() => undefined); // each check sees the outcome through join(); none may be left unhandled
+  }
+
+  join(timeoutMs: number): Promise<{ status: ReplicationStatus; server?: { host: string; port: number } }> {
+    this.waiting++;
+    let left = false;
+    const leave = () => {
+      if (!left) this.waiting--;
+      left = true;
+    };
+    return promiseTimeout(timeoutMs, this.result, () => {
+      leave();
+      if (this.waiting === 0 && this.pinging) {
+        this.db.markUnusable(this.pinging);
+        (this.pinging as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      }
+    }).finally(leave);
+  }
+
+  private async run(): Promise<{ status: ReplicationStatus; server?: { host: string; port: number } }> {
+    const client = await this.db.acquire();
+    if (this.waiting === 0) {
+      this.db.release(client);
       return { status: { role: 'primary' as const } };
     }
-    progress.acquired = true;
-    pinging = client;
+    this.progress.acquired = true;
+    this.pinging = client;
     try {
       const { rows } = await client.query(REPLICATION_STATUS_SQL);
       return { status: replicationStatus(rows[0]), server: { host: (client as pg.Client).host, port: (client as pg.Client).port } };
     } catch (error) {
-      if (isConnectionUnusable(error)) db.markUnusable(client);
+      if (isConnectionUnusable(error)) this.db.markUnusable(client);
       throw error;
     } finally {
-      pinging = undefined;
-      db.release(client);
+      this.pinging = undefined;
+      this.db.release(client);
     }
-  };
-  return promiseTimeout(timeoutMs, run(), () => {
-    expired = true;
-    if (pinging) {
-      db.markUnusable(pinging);
-      (pinging as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-    }
-  });
+  }
 }

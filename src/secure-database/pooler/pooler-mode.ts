@@ -24,9 +24,20 @@ const KNOWN_POOLERS: Array<{ host: RegExp; port?: number; mode: PoolerMode; name
   { host: /\.supabase\.co$/i, port: 6543, mode: 'transaction', name: "Supabase's dedicated PgBouncer (transaction mode, port 6543)" },
 ];
 
-/** DATABASE_POOLER when set (`none` turns detection off), else what the first host and its port say. */
-export function decidePooler(configured: PoolerMode | undefined, host: string, port: number): PoolerDecision {
+/**
+ * DATABASE_POOLER when set (`none` turns detection off), else what every host of the list and its port
+ * say: libpq tries them in turn, so each new connection may reach any of them. Hosts that need
+ * different modes are a problem (only the operator knows which mode is safe for all of them).
+ */
+export function decidePooler(configured: PoolerMode | undefined, hosts: ReadonlyArray<{ host: string; port: number }>, problems: string[]): PoolerDecision {
   if (configured) return { mode: configured, source: 'DATABASE_POOLER' };
-  const known = KNOWN_POOLERS.find((p) => p.host.test(host) && (p.port === undefined || p.port === port));
+  const decisions = hosts.map(({ host, port }) => KNOWN_POOLERS.find((p) => p.host.test(host) && (p.port === undefined || p.port === port)));
+  const modes = new Set(decisions.map((known) => known?.mode ?? 'none'));
+  if (modes.size > 1) {
+    problems.push(`DATABASE_URL lists hosts that need different pooler modes: set DATABASE_POOLER (pooler) to the mode that holds for every host (${POOLER_MODES.join(', ')})`);
+    // Until then the mode that is safe behind any of them (it only costs speed on a direct server).
+    return { mode: modes.has('transaction') ? 'transaction' : 'session', source: 'host' };
+  }
+  const known = decisions[0];
   return known ? { mode: known.mode, source: 'host', detected: known.name } : { mode: 'none', source: 'default' };
 }
