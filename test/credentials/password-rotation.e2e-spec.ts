@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AuthenticationError, sql } from '../../src/index.js';
+import { reportFigure } from '../resilience/figures.js';
 import { harness } from '../support/harness.js';
 import { type CredentialsApp, everythingShown, startCredentialsApp } from './credentials-app.js';
 import { SteadyLoad, TestRole, newSecret } from './rotation-support.js';
@@ -80,18 +81,17 @@ describe('password rotation (DATABASE_PASSWORD_FILE, DATABASE_URL_FILE) on a rea
       expect(app.logs.text()).toContain('DATABASE_PASSWORD_FILE changed: new connections use it');
       for (const secret of [oldPassword, role.password]) expect(app.logs.text()).not.toContain(secret);
 
-      process.stdout.write(
-        `[credentials] rotation under load: ${JSON.stringify({
-          requests: outcomes.length,
-          failed: failed.length,
-          failedCodes: [...new Set(failed.map((o) => `${o.code}/${o.sqlstate ?? '-'}`))],
-          terminatedConnections: terminated,
-          busyOnClientAtTermination: busyAtTermination,
-          activeOnServerAtTermination: active,
-          terminationMs: Math.round(terminationDone - terminatedAt),
-          servedAfterTermination: load.succeeded(terminationDone),
-        })}\n`,
-      );
+      // Kept by `npm run resilience` (test/resilience/results/): the README's rotation figures come from there.
+      reportFigure('password rotation under load', {
+        requests: outcomes.length,
+        failed: failed.length,
+        failedCodes: [...new Set(failed.map((o) => `${o.code}/${o.sqlstate ?? '-'}`))],
+        terminatedConnections: terminated,
+        busyOnClientAtTermination: busyAtTermination,
+        activeOnServerAtTermination: active,
+        terminationMs: Math.round(terminationDone - terminatedAt),
+        servedAfterTermination: load.succeeded(terminationDone),
+      });
     } finally {
       await load.stop();
     }

@@ -1,4 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
 import { TerminusModule } from '@nestjs/terminus';
 import { Test } from '@nestjs/testing';
 import {
@@ -11,7 +12,9 @@ import {
   UniqueViolationError,
   sql,
 } from '../../src/index.js';
+import { reportFigure } from '../resilience/figures.js';
 import { type ServiceFixture, checkedOut, startService, waitForBackendExit } from '../service/service-fixture.js';
+import { ServerGate, waitUntilBlocked } from './server-gate.js';
 
 const POOL_MAX = 2;
 
@@ -52,6 +55,7 @@ describe('pipelining: autocommit statements share busy connections, every guaran
     );
     expect(wrong).toEqual([]);
     expect(deepest).toBeGreaterThan(1); // they did share connections
+    reportFigure('pipelining: many callers', { reads: ids.length, callers: 64, poolMax: POOL_MAX, wrongAnswers: wrong.length, deepestPipeline: deepest });
     const after = f.db.stats();
     expect(after.total).toBeLessThanOrEqual(POOL_MAX);
     // Every physical connection, pipelined or not, came through the pool and its TLS assertion.
@@ -88,31 +92,6 @@ describe('pipelining: autocommit statements share busy connections, every guaran
     expect(await f.db.fetchval('SHOW statement_timeout')).toBe('500ms');
   });
 
-  it('a connection lost mid-pipeline fails exactly the statements in flight on it, retryable; it is replaced', async () => {
-    // Fill one connection's pipeline: all sent in one tick, so each joins before the head is old.
-    // 0.1 s each, well inside the 500 ms statement timeout even on a loaded machine.
-    const calls = Array.from({ length: 24 }, (_, i) => () => f.db.fetchrow<{ pid: number; i: number }>(sql`SELECT pg_backend_pid() AS pid, ${i}::int AS i, pg_sleep(0.1)`));
-    const running = together(calls);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const pids = await f.cluster.withSuperuser(async (admin) =>
-      (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(0.1)%' AND pid <> pg_backend_pid()")).rows.map((r) => r.pid),
-    );
-    const victim = pids[0];
-    await f.cluster.withSuperuser((admin) => admin.query('SELECT pg_terminate_backend($1)', [victim]));
-    const results = await running;
-    await waitForBackendExit(f.cluster, victim);
-    const failed = results.filter((r) => r.status === 'rejected').map((r) => r.reason as Error);
-    expect(failed.length).toBeGreaterThan(0);
-    for (const error of failed) {
-      expect(error).toBeInstanceOf(ConnectionError);
-      expect((error as ConnectionError).retryable).toBe(true);
-    }
-    // Every answer is its own caller's (statements done on the victim before the kill are answers too).
-    results.forEach((r, i) => r.status === 'fulfilled' && expect(r.value.i).toBe(i));
-    expect(await f.db.fetchval<number>('SELECT pg_backend_pid()')).not.toBe(victim);
-    expect(checkedOut(f.db)).toBe(0);
-  });
-
   it('session statements never share a connection and are still reset', async () => {
     const results = await together<unknown>([
       () => f.db.execute('SET statement_timeout = 0'),
@@ -124,27 +103,149 @@ describe('pipelining: autocommit statements share busy connections, every guaran
   });
 });
 
+/** Lets every callback already due run (answers already received included): flushes, does not wait for the server. */
+const settledCallbacks = () => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Statements held on the server by a lock the test holds (ServerGate): which statement is in flight on
+ * which connection, and which is still running, are facts the test sets up and reads in
+ * pg_stat_activity (this test's scratch database and application_name only), never timings.
+ */
+describe('pipelining with statements held on the server by a lock', () => {
+  interface Row {
+    batch: string;
+    i: number;
+    pid: number;
+  }
+  let f: ServiceFixture;
+  let applicationName: string;
+  const gates: ServerGate[] = [];
+  const hold = async (table: string) => {
+    const gate = await ServerGate.close(f.cluster, table);
+    gates.push(gate);
+    return gate;
+  };
+
+  beforeEach(async () => {
+    applicationName = `pipeline-${randomBytes(4).toString('hex')}`;
+    // The lock waits last as long as the test holds its locks: no server timeout may end them first.
+    f = await startService({ poolMax: 2, pipelining: true, applicationName, statementTimeoutMs: 60_000, lockTimeoutMs: 60_000 });
+    for (const table of ['gate_a', 'gate_b']) {
+      await f.db.execute(`CREATE TABLE ${table} (n int)`);
+      await f.db.execute(`INSERT INTO ${table} VALUES (1)`);
+    }
+  });
+  afterEach(async () => {
+    for (const gate of gates.splice(0)) await gate.release();
+    await f?.close();
+  });
+
+  it('a statement never joins a connection whose head has run longer than 5 ms: fast statements are answered while the slow one still runs', async () => {
+    const gateA = await hold('gate_a');
+    const gateB = await hold('gate_b');
+    // Connection B, the pool's other one, held by a transaction (a connection of its own, never shared)
+    // whose statement waits on the lock: the pool is saturated, and A will be the only shared connection.
+    const other = f.db.transaction((tx) => tx.fetchval<number>(sql`SELECT count(*)::int FROM gate_b`));
+    await waitUntilBlocked(f.cluster, { applicationName, marker: 'gate_b', count: 1 });
+    // Connection A: a slow statement, waiting on the lock for longer than the 5 ms head-age limit.
+    const slow = f.db.fetchval<number>(sql`SELECT count(*)::int FROM gate_a`);
+    const [a] = await waitUntilBlocked(f.cluster, { applicationName, marker: 'gate_a', count: 1, runningLongerThanMs: 20 });
+
+    // Two fast statements: joining A would put them behind the slow statement, for as long as the lock is held.
+    const answered: number[] = [];
+    const fast = [1, 2].map((i) => f.db.fetchval<number>(sql`SELECT ${i}::int AS fast`).then((value) => (answered.push(value), value)));
+    // B comes free: the fast statements, waiting for a connection, take it. A probe sent now queues behind
+    // them and is answered after them, unless they sit on A behind the lock: then the probe finds B free
+    // and is answered while they still wait.
+    await gateB.release();
+    expect(await other).toBe(1);
+    const probe = await f.db.fetchval<number>(sql`SELECT ${3}::int AS probe`);
+    await settledCallbacks();
+    expect({ probe, fastAnsweredBeforeTheProbe: answered.sort() }).toEqual({ probe: 3, fastAnsweredBeforeTheProbe: [1, 2] });
+    // ... and the slow statement is still running on A: the server still shows it waiting on the lock.
+    expect(await waitUntilBlocked(f.cluster, { applicationName, marker: 'gate_a', count: 1 })).toEqual([a]);
+
+    await gateA.release();
+    expect(await slow).toBe(1);
+    expect(await Promise.all(fast)).toEqual([1, 2]);
+    expect(checkedOut(f.db)).toBe(0);
+  });
+
+  it('a connection lost mid-pipeline fails exactly the statements in flight on it, retryable; every other caller gets its own answer', async () => {
+    const gate = await hold('gate_a');
+    // Connection A: one statement, held on the lock past the head-age limit, so nothing joins it.
+    const onA = [f.db.fetchrow<Row>(sql`SELECT 'a'::text AS batch, ${0}::int AS i, pg_backend_pid() AS pid FROM gate_a`)];
+    const [a] = await waitUntilBlocked(f.cluster, { applicationName, marker: "'a'::text", count: 1, runningLongerThanMs: 20 });
+    // Connection B: seven statements issued together: the first takes the pool's other connection, the
+    // other six are pipelined behind it (its head is young). The server runs the first; it waits on the lock
+    // past the head-age limit, so nothing joins B either.
+    const onB = Array.from({ length: 7 }, (_, k) => f.db.fetchrow<Row>(sql`SELECT 'b'::text AS batch, ${1 + k}::int AS i, pg_backend_pid() AS pid FROM gate_a`));
+    const [b] = await waitUntilBlocked(f.cluster, { applicationName, marker: "'b'::text", count: 1, runningLongerThanMs: 20 });
+    expect(b.pid).not.toBe(a.pid);
+    expect(f.db.stats().pipeline).toEqual({ sharedConnections: 2, pipelined: 8, depth: 7 });
+    // Four more callers, not touching the lock: both heads are old, so they wait for a connection (not in flight).
+    const waiting = Array.from({ length: 4 }, (_, k) => f.db.fetchrow<Row>(sql`SELECT 'c'::text AS batch, ${8 + k}::int AS i, pg_backend_pid() AS pid`));
+    expect(f.db.stats().pipeline).toEqual({ sharedConnections: 2, pipelined: 8, depth: 7 });
+
+    await f.cluster.withSuperuser((admin) => admin.query('SELECT pg_terminate_backend($1)', [b.pid]));
+    const lost = await Promise.allSettled(onB);
+    // The waiting callers get the replacement connection and their answers while A's statement still waits on the lock.
+    const answeredMeanwhile = await Promise.allSettled(waiting);
+    expect(await waitUntilBlocked(f.cluster, { applicationName, marker: "'a'::text", count: 1 })).toEqual([a]);
+    await gate.release();
+    const held = await Promise.allSettled(onA);
+    await waitForBackendExit(f.cluster, b.pid);
+
+    const outcome = (r: PromiseSettledResult<Row>) =>
+      r.status === 'rejected'
+        ? `failed: ${r.reason instanceof ConnectionError ? 'ConnectionError' : String(r.reason)}, retryable ${(r.reason as ConnectionError).retryable}`
+        : `${r.value.batch}${r.value.i} on ${r.value.pid === a.pid ? 'A' : r.value.pid === b.pid ? 'the lost connection' : 'a new connection'}`;
+    expect({ onA: held.map(outcome), onB: lost.map(outcome), waiting: answeredMeanwhile.map(outcome) }).toEqual({
+      onA: ['a0 on A'],
+      onB: Array(7).fill('failed: ConnectionError, retryable true'),
+      waiting: ['c8 on a new connection', 'c9 on a new connection', 'c10 on a new connection', 'c11 on a new connection'],
+    });
+    expect(await f.db.fetchval<number>('SELECT pg_backend_pid()')).not.toBe(b.pid);
+    expect({ checkedOut: checkedOut(f.db), pipeline: f.db.stats().pipeline }).toEqual({ checkedOut: 0, pipeline: { sharedConnections: 0, pipelined: 0, depth: 0 } });
+    reportFigure('pipelining: connection lost', {
+      inFlightOnLostConnection: onB.length,
+      failed: lost.filter((r) => r.status === 'rejected').length,
+      otherCallers: onA.length + waiting.length,
+      otherCallersAnswered: [...held, ...answeredMeanwhile].filter((r) => r.status === 'fulfilled').length,
+    });
+  });
+});
+
 describe('pipelining and health', () => {
-  it('readiness reports the pipeline depth while statements share connections', async () => {
+  it('readiness reports the pipeline depth: the statements in flight on the shared connection', async () => {
+    const applicationName = `pipeline-health-${randomBytes(4).toString('hex')}`;
     const f = await startService({ poolMax: 1, pipelining: true });
+    await f.db.execute('CREATE TABLE gate (n int)');
+    await f.db.execute('INSERT INTO gate VALUES (1)');
     const moduleRef = await Test.createTestingModule({
-      imports: [TerminusModule, SecureDatabaseModule.forRoot({ url: f.cluster.url(), sslRootCert: f.h.caPem, poolMax: 1, pipelining: true })],
+      imports: [
+        TerminusModule,
+        SecureDatabaseModule.forRoot({ url: f.cluster.url(), sslRootCert: f.h.caPem, poolMax: 1, pipelining: true, applicationName, statementTimeoutMs: 60_000, lockTimeoutMs: 60_000 }),
+      ],
       providers: [DatabaseHealthIndicator],
     }).compile();
     await moduleRef.init();
+    const gate = await ServerGate.close(f.cluster, 'gate');
     try {
       const db = moduleRef.get(DatabaseService);
       const health = moduleRef.get(DatabaseHealthIndicator);
-      const running = together(Array.from({ length: 8 }, () => () => db.fetchval('SELECT pg_sleep(0.3)')));
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      // The ping waits for the shared connection (every slot is busy), so read the counters from a short ping's answer.
-      const answer = await health.pingCheck('database', { timeoutMs: 50 });
-      // Statements are in flight on the one shared connection (how many share it depends on scheduling: the first test proves depth > 1).
-      expect(answer.database).toMatchObject({ status: 'down', pool: { total: 1, pipelineDepth: expect.any(Number) } });
-      expect((answer.database as unknown as { pool: { pipelineDepth: number } }).pool.pipelineDepth).toBeGreaterThanOrEqual(1);
-      await running;
+      // Five statements issued together on a pool of one: the first takes the connection, the other four
+      // join it; the server runs the first, which waits on the lock, so all five stay in flight.
+      const running = together(Array.from({ length: 5 }, (_, i) => () => db.fetchval<number>(sql`SELECT ${i}::int FROM gate`)));
+      await waitUntilBlocked(f.cluster, { applicationName, marker: 'FROM gate', count: 1 });
+      // The ping cannot get the connection (it is the only one, and held): read the counters from its 'down' answer.
+      const answer = await health.pingCheck('database', { timeoutMs: 200 });
+      expect(answer.database).toMatchObject({ status: 'down', pool: { total: 1, pipelineDepth: 5 } });
+      await gate.release();
+      expect((await running).map((r) => (r.status === 'fulfilled' ? r.value : 'failed'))).toEqual([0, 1, 2, 3, 4]);
       expect(await health.pingCheck('database')).toMatchObject({ database: { status: 'up', pool: { pipelineDepth: 0 } } });
     } finally {
+      await gate.release();
       await moduleRef.close();
       await f.close();
     }

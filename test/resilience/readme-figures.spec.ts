@@ -2,6 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { failureTable, msRange, parseKeptFigures } from './failure-table.js';
+import { readmeSentences } from './readme-sentences.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -41,5 +42,29 @@ describe('README "Failure behaviour" figures', () => {
     expect(msRange([3100, 3480])).toBe('3.1–3.5 s');
     expect(msRange([980, 1020])).toBe('1.0 s');
     expect(msRange([500, 1000])).toBe('0.5–1.0 s');
+  });
+});
+
+/** The failover, rotation and pipelining figures quoted in the README's prose: generated from the kept file each section names. */
+describe.each(readmeSentences([]).map(({ section, heading }) => ({ section, heading })))('README "$section" figures', ({ section, heading }) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const start = readme.indexOf(`\n${heading}\n`);
+  const end = readme.slice(start + 1).search(/\n#{1,6} /);
+  const text = readme.slice(start, end === -1 ? undefined : start + 1 + end);
+  /** The section as one line: the README wraps its prose anywhere. */
+  const flat = text.replace(/\s+/g, ' ');
+  const named = /`(test\/resilience\/results\/[^`]+\.md)`/.exec(text)?.[1];
+
+  it('name one kept results file, from runs that all passed', () => {
+    expect(start).toBeGreaterThan(0);
+    expect(named).toBeDefined();
+    expect(readFileSync(join(ROOT, named!), 'utf8')).toMatch(/^Jest exit codes: 0(, 0)*$/m);
+  });
+
+  it('quote exactly the sentence generated from that file', () => {
+    const kept = readFileSync(join(ROOT, named!), 'utf8');
+    const sentence = readmeSentences(parseKeptFigures(kept)).find((s) => s.section === section)!.make();
+    expect(kept).toContain(sentence);
+    expect(flat).toContain(sentence);
   });
 });

@@ -3,6 +3,7 @@ import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { DatabaseService, SecureDatabaseError, sql } from '../../src/index.js';
 import { createHealthApp } from '../health/health-app.js';
+import { ms, reportFigure } from '../resilience/figures.js';
 import { type ReplicationPair, startReplicationPair } from '../support/replication-pair.js';
 
 const WRITERS = 4;
@@ -99,11 +100,17 @@ describe('primary failover under continuous writes', () => {
     const slowest = Math.max(...attempts.map((a) => a.endedAt - a.startedAt));
     const codes = [...new Set(failed.map((a) => a.code))].sort();
     const health = await request(app.getHttpServer()).get('/health/ready');
-    process.stdout.write(
-      `[failover] ${acknowledged.length} acknowledged writes (${attempts.filter((a) => !a.code && a.startedAt > crashAt).length} started after the crash), ` +
-        `${failed.length} refused (${codes.join(', ')}), lost ${lost.length}; promotion took ${Math.round(promotedAt - crashAt)} ms, ` +
-        `writes resumed ${resumedAt === undefined ? 'never' : `${Math.round(resumedAt - crashAt)} ms`} after the primary was gone; slowest call ${Math.round(slowest)} ms\n`,
-    );
+    // Kept by `npm run resilience` (test/resilience/results/): the README's failover figures come from there.
+    reportFigure('primary failover', {
+      acknowledgedWrites: acknowledged.length,
+      acknowledgedStartedAfterCrash: attempts.filter((a) => !a.code && a.startedAt > crashAt).length,
+      lostAcknowledgedWrites: lost.length,
+      failedWrites: failed.length,
+      failedCodes: codes,
+      promotionMs: ms(promotedAt - crashAt),
+      resumedAfterPrimaryGoneMs: resumedAt === undefined ? null : ms(resumedAt - crashAt),
+      slowestCallMs: ms(slowest),
+    });
 
     expect(finished).toBe(true);
     expect(lost).toEqual([]);
