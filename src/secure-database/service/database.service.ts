@@ -95,27 +95,43 @@ export class DatabaseService extends Queryable {
     this.assertOutsideTransaction();
     this.db.guardStatement(text);
     const client = await this.db.acquire();
+    // Set when the consumer stalled past the idle deadline: the connection was handed back from a timer
+    // (this generator, suspended at a yield, could not), so nothing below may touch it again.
+    let handedBack = false;
+    const onIdle = {
+      release: async () => {
+        handedBack = true;
+        // Behind a transaction pooler the cursor's own transaction is rolled back: half a read commits nothing.
+        if (this.db.transactionPooled && !this.db.isUnusable(client)) await this.rollbackClient(this.db, client);
+        this.db.release(client);
+      },
+    };
     try {
       if (!this.db.transactionPooled) {
-        yield* cursorRows<R>(client, this.db, text, values, batchSize);
+        yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle);
         return;
       }
       // Behind a transaction pooler the cursor lives in a transaction of its own, under the SET LOCAL timeouts.
       let committed = false;
       try {
         await client.query(this.db.beginStatement('BEGIN'));
-        yield* cursorRows<R>(client, this.db, text, values, batchSize);
+        yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle);
         await client.query('COMMIT');
         committed = true;
       } finally {
-        if (!committed) await this.rollbackClient(this.db, client);
+        if (!committed && !handedBack) await this.rollbackClient(this.db, client);
       }
     } catch (error) {
-      this.db.discardIfBroken(client, error);
+      if (!handedBack) this.db.discardIfBroken(client, error);
       throw this.db.mapError(error);
     } finally {
-      this.db.release(client);
+      if (!handedBack) this.db.release(client);
     }
+  }
+
+  /** How long a stream's consumer may pause between rows before the stream ends (streamIdleTimeoutMs). */
+  get streamIdleTimeoutMs(): number {
+    return this.db.config.timeouts.streamIdleMs;
   }
 
   private async rollbackClient(db: DatabasePool, client: pg.PoolClient): Promise<void> {
