@@ -43,7 +43,7 @@ describe('DatabaseService.stream', () => {
   }
 
   it('reads a result far over maxRows, in order, over the extended protocol, and releases its connection', async () => {
-    const { rows, error } = await drain(f.db.stream<{ id: number; label: string }>(sql`SELECT id, label FROM items WHERE id > ${0} ORDER BY id`, { batchSize: 1000 }));
+    const { rows, error } = await drain(f.db.stream<{ id: number; label: string }>(sql`SELECT id, label FROM items WHERE id > ${0} ORDER BY id`, { batchSize: 100 }));
     expect(error).toBeUndefined();
     expect(rows).toHaveLength(20000);
     expect(rows[0]).toEqual({ id: 1, label: 'item-1' });
@@ -173,5 +173,23 @@ describe('DatabaseService.stream', () => {
     f.db.stream('SELECT pg_sleep(5)'); // never iterated
     expect((await appConnections(f.cluster, APP)).filter((r) => r.state === 'active')).toEqual([]);
     expect(() => f.db.stream('SELECT 1', [], { batchSize: 0 })).toThrow(InvalidQueryError);
+  });
+
+  it('batchSize is bounded by maxRows (a batch is held in memory whole); the default batch fits under a low maxRows', async () => {
+    // maxRows is 100 here: a batch of 101 would buffer more than any buffered query may.
+    expect(() => f.db.stream('SELECT 1', [], { batchSize: 101 })).toThrow(InvalidQueryError);
+    expect(() => f.db.stream(sql`SELECT 1`, { batchSize: 1_000_000 })).toThrow(
+      "batchSize must be at most 100, the module's maxRows (DATABASE_MAX_ROWS), since each batch is held in memory: lower batchSize or raise DATABASE_MAX_ROWS",
+    );
+    const read = jest.spyOn(Cursor.prototype, 'read');
+    try {
+      const { rows } = await drain(f.db.stream('SELECT g FROM generate_series(1, 250) g', [], { batchSize: 100 }));
+      expect(rows).toHaveLength(250);
+      await drain(f.db.stream('SELECT g FROM generate_series(1, 250) g')); // the default, 500, is lowered to maxRows
+      expect(read.mock.calls.map(([size]) => size)).toEqual([100, 100, 100, 100, 100, 100, 100, 100]);
+    } finally {
+      read.mockRestore();
+    }
+    await expectReleased();
   });
 });

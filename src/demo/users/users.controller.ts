@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream';
+import type { ServerResponse } from 'node:http';
 import {
   Body,
   Controller,
@@ -11,7 +11,7 @@ import {
   Patch,
   Post,
   Query,
-  StreamableFile,
+  Res,
 } from '@nestjs/common';
 import { SecureDatabaseError } from '../../index.js';
 import type { CreateUserInput, User, UserStatus } from './user.js';
@@ -36,18 +36,37 @@ export class UsersController {
     return this.users.findPage(query.status, query.limit, query.after);
   }
 
-  /** Every user with the status as NDJSON (one JSON object per line), streamed from the database. */
+  /**
+   * Every user with the status as NDJSON (one JSON object per line), streamed from the database. A
+   * client that stops reading is let go: once the socket's buffers are full and stay full for the
+   * stream's idle deadline, the export ends (its connection goes back to the pool) and the response
+   * is destroyed, so a few stalled downloads cannot hold the pool.
+   */
   @Get('export')
-  async export(@Query(new JoiValidationPipe(exportQuerySchema)) query: { status: UserStatus }): Promise<StreamableFile> {
+  async export(@Query(new JoiValidationPipe(exportQuerySchema)) query: { status: UserStatus }, @Res() res: ServerResponse): Promise<void> {
     const users = this.users.streamByStatus(query.status);
-    // The first row is read before the response starts, so a database that is down still gets the
-    // exception filter's status and body instead of a broken 200.
-    const first = await users.next();
-    const lines = Readable.from(ndjson(first, users));
-    return new StreamableFile(lines, { type: 'application/x-ndjson' })
-      .setErrorLogger((error) => this.logger.error(`GET /users/export failed mid-stream: ${error instanceof SecureDatabaseError ? error.code : error.name}`))
-      // Headers and rows are out: cut the connection, so the client sees a truncated transfer, not a complete export.
-      .setErrorHandler((_error, response) => (response as { destroy(): void }).destroy());
+    try {
+      // The first row is read before the response starts, so a database that is down still gets the
+      // exception filter's status and body instead of a broken 200.
+      const first = await users.next();
+      res.writeHead(200, { 'Content-Type': 'application/x-ndjson' });
+      const idleMs = this.users.exportIdleTimeoutMs;
+      try {
+        if (!first.done) {
+          await send(res, first.value, idleMs);
+          for await (const user of users) await send(res, user, idleMs);
+        }
+        res.end();
+      } catch (error) {
+        if (error instanceof ClientStalled) this.logger.warn(`GET /users/export stopped: ${error.message}`);
+        else if (!(error instanceof ClientGone)) this.logger.error(`GET /users/export failed mid-stream: ${error instanceof SecureDatabaseError ? error.code : (error as Error).name}`);
+        // Headers and rows are out: cut the connection, so the client sees a truncated transfer, not a complete export.
+        res.destroy();
+      }
+    } finally {
+      // Ended before its loop (first row only, an empty result, an error): the rows' generator still holds a connection.
+      await users.return(undefined);
+    }
   }
 
   @Get(':id')
@@ -64,15 +83,25 @@ export class UsersController {
   }
 }
 
-async function* ndjson(first: IteratorResult<User>, rest: AsyncGenerator<User>): AsyncGenerator<string> {
-  try {
-    if (first.done) return;
-    yield `${JSON.stringify(first.value)}\n`;
-    for await (const user of rest) yield `${JSON.stringify(user)}\n`;
-  } finally {
-    // Destroyed before its loop began (client gone, HEAD): the rows' generator still holds a connection.
-    await rest.return(undefined);
-  }
+class ClientGone extends Error {}
+class ClientStalled extends Error {}
+
+/** Writes one row; when the socket's buffers are full, waits for them to drain, at most `idleMs`. */
+async function send(res: ServerResponse, user: User, idleMs: number): Promise<void> {
+  if (res.destroyed) throw new ClientGone();
+  if (res.write(`${JSON.stringify(user)}\n`)) return;
+  await new Promise<void>((resolve, reject) => {
+    const done = (error?: Error) => {
+      clearTimeout(timer);
+      res.off('drain', onDrain).off('close', onClose);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onDrain = () => done();
+    const onClose = () => done(new ClientGone());
+    const timer = setTimeout(() => done(new ClientStalled(`the client read nothing for ${idleMs} ms`)), idleMs);
+    res.on('drain', onDrain).on('close', onClose);
+  });
 }
 
 function notFound(): never {

@@ -45,6 +45,11 @@ export class UsersRepository {
     return this.reads.stream<User>(sql`SELECT ${COLUMNS} FROM users WHERE status = ${status} ORDER BY id`);
   }
 
+  /** How long an export may wait for its client: the stream gives up on a stalled reader after that anyway. */
+  get exportIdleTimeoutMs(): number {
+    return this.reads.streamIdleTimeoutMs;
+  }
+
   findById(id: string): Promise<User | null> {
     return this.db.fetchMaybeRow<User>(sql`SELECT ${COLUMNS} FROM users WHERE id = ${id}`);
   }

@@ -91,6 +91,17 @@ describe('resolveDatabaseConfig', () => {
     expect(problemsOf(() => resolveDatabaseConfig({ url: URL_, poolSize: 3 } as never, {}))).toMatch(/poolSize is not a SecureDatabaseModule option/);
   });
 
+  it('the stream idle deadline follows the statement timeout unless set; zero, negative or fractional values are refused by name', () => {
+    expect(resolveDatabaseConfig({ url: URL_ }, {}).timeouts.streamIdleMs).toBe(30_000);
+    expect(resolveDatabaseConfig({ url: URL_, statementTimeoutMs: 5000 }, {}).timeouts.streamIdleMs).toBe(5000);
+    expect(resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_STREAM_IDLE_TIMEOUT_MS: '250' }), {}).timeouts.streamIdleMs).toBe(250);
+    for (const bad of ['0', '-1', '1.5', 'soon']) {
+      expect(problemsOf(() => resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_STREAM_IDLE_TIMEOUT_MS: bad }), {}))).toMatch(
+        /DATABASE_STREAM_IDLE_TIMEOUT_MS \(streamIdleTimeoutMs\) must be (at least 1 milliseconds|a whole number of milliseconds)/,
+      );
+    }
+  });
+
   it('treats any APP_ENV but development/test as production', () => {
     for (const env of [undefined, 'prod', 'staging', 'PRODUCTION', '']) {
       expect(resolveDatabaseConfig({ url: URL_ }, { APP_ENV: env }).appEnv).toBe('production');

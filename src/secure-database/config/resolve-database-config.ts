@@ -37,7 +37,8 @@ export interface ResolvedDatabaseConfig {
   cloud: CloudFacts;
   applicationName: string;
   /** The timeouts the client enforces itself (the server-side ones are in `client`). */
-  timeouts: { connectMs: number; acquireMs: number; shutdownMs: number };
+  /** streamIdleMs: longest pause of a stream's consumer between rows before its connection is freed. */
+  timeouts: { connectMs: number; acquireMs: number; shutdownMs: number; streamIdleMs: number };
   pool: { max: number; idleTimeoutMs: number; maxLifetimeSeconds: number };
   startupRetries: number;
   /** Most rows a buffered query may return (per-call option maxRows overrides). */
@@ -192,7 +193,13 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     channelBinding,
     cloud,
     applicationName,
-    timeouts: { connectMs, acquireMs: options.acquireTimeoutMs, shutdownMs: options.shutdownTimeoutMs },
+    timeouts: {
+      connectMs,
+      acquireMs: options.acquireTimeoutMs,
+      shutdownMs: options.shutdownTimeoutMs,
+      // A pause longer than the statement timeout dooms the stream anyway: its next read would hit statement_timeout.
+      streamIdleMs: options.streamIdleTimeoutMs ?? options.statementTimeoutMs,
+    },
     pool: { max: options.poolMax, idleTimeoutMs: options.poolIdleTimeoutMs, maxLifetimeSeconds: options.maxLifetimeSeconds },
     startupRetries: options.startupRetries,
     maxRows: options.maxRows,

@@ -21,6 +21,7 @@ export const DATABASE_ENV_NAMES = {
   statementTimeoutMs: 'DATABASE_STATEMENT_TIMEOUT_MS',
   lockTimeoutMs: 'DATABASE_LOCK_TIMEOUT_MS',
   idleInTransactionTimeoutMs: 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS',
+  streamIdleTimeoutMs: 'DATABASE_STREAM_IDLE_TIMEOUT_MS',
   keepAliveIdleMs: 'DATABASE_KEEPALIVE_IDLE_MS',
   poolMax: 'DATABASE_POOL_MAX',
   poolIdleTimeoutMs: 'DATABASE_POOL_IDLE_TIMEOUT_MS',
@@ -74,6 +75,8 @@ export interface ValidatedOptions {
   statementTimeoutMs: number;
   lockTimeoutMs: number;
   idleInTransactionTimeoutMs: number;
+  /** Unset: the statement timeout. */
+  streamIdleTimeoutMs?: number;
   keepAliveIdleMs: number;
   poolMax: number;
   poolIdleTimeoutMs: number;
@@ -136,6 +139,8 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
   statementTimeoutMs: ms('statementTimeoutMs').default(DATABASE_DEFAULTS.statementTimeoutMs),
   lockTimeoutMs: ms('lockTimeoutMs').default(DATABASE_DEFAULTS.lockTimeoutMs),
   idleInTransactionTimeoutMs: ms('idleInTransactionTimeoutMs').default(DATABASE_DEFAULTS.idleInTransactionTimeoutMs),
+  // No default of its own: it follows statementTimeoutMs (resolve-database-config.ts).
+  streamIdleTimeoutMs: ms('streamIdleTimeoutMs'),
   keepAliveIdleMs: whole('keepAliveIdleMs', 1000, MAX_TIMER_MS, 'milliseconds').default(DATABASE_DEFAULTS.keepAliveIdleMs),
   poolMax: whole('poolMax', 1, 10_000, 'connections').default(DATABASE_DEFAULTS.poolMax),
   poolIdleTimeoutMs: ms('poolIdleTimeoutMs').default(DATABASE_DEFAULTS.poolIdleTimeoutMs),

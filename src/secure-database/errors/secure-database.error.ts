@@ -26,7 +26,8 @@ export type DatabaseErrorCode =
   | 'DB_RESULT_TOO_LARGE'
   | 'DB_READ_ONLY'
   | 'DB_SERVER_ROLE_MISMATCH'
-  | 'DB_SESSION_UNAVAILABLE';
+  | 'DB_SESSION_UNAVAILABLE'
+  | 'DB_STREAM_IDLE_TIMEOUT';
 
 /**
  * Base of every error the library throws. `message` never carries SQL text, parameter values, schema

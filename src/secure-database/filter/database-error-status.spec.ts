@@ -3,6 +3,7 @@ import pg from 'pg';
 import { PoolExhaustedError, ServerRoleMismatchError, ShuttingDownError } from '../errors/connection.errors.js';
 import { SessionUnavailableError } from '../errors/pooler.errors.js';
 import { NotFoundError } from '../errors/query.errors.js';
+import { StreamIdleTimeoutError } from '../errors/stream.errors.js';
 import { toDatabaseError } from '../errors/to-database-error.js';
 import { databaseErrorStatus, reasonPhrase } from './database-error-status.js';
 
@@ -60,6 +61,10 @@ describe('databaseErrorStatus', () => {
     expect(fromSqlstate('25006')).toEqual({ status: 503, message: 'The database is temporarily unavailable', retryAfterSeconds: 1 });
     expect(databaseErrorStatus(new ServerRoleMismatchError('x'))).toMatchObject({ status: 503, retryAfterSeconds: 2 });
     expect(databaseErrorStatus(new SessionUnavailableError('x'))).toEqual({ status: 500, message: 'An internal error occurred' });
+  });
+
+  it('a stream whose reader stalled -> 503 without Retry-After (the same reader would stall again)', () => {
+    expect(databaseErrorStatus(new StreamIdleTimeoutError(300))).toEqual({ status: 503, message: 'The result was not read in time; try again' });
   });
 
   it('NotFoundError -> 404', () => {

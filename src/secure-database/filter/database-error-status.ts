@@ -35,6 +35,8 @@ const BY_CODE: Record<DatabaseErrorCode, DatabaseErrorResponse> = {
   DB_NOT_FOUND: { status: HttpStatus.NOT_FOUND, message: 'The requested record was not found' },
   DB_STATEMENT_TIMEOUT: unavailable('The database took too long to answer'),
   DB_LOCK_TIMEOUT: unavailable('The record is busy; try again later'),
+  // A stream whose reader stalled (usually a slow HTTP client): freed on purpose, not the database's fault.
+  DB_STREAM_IDLE_TIMEOUT: unavailable('The result was not read in time; try again'),
   DB_POOL_EXHAUSTED: unavailable('The service is busy; try again later', 1),
   DB_TOO_MANY_CONNECTIONS: unavailable('The service is busy; try again later', 2),
   DB_CONNECTION_FAILED: unavailable('The database is temporarily unavailable', 2),

@@ -55,6 +55,13 @@ export interface SecureDatabaseModuleOptions {
   lockTimeoutMs?: number | string;
   /** Server-side idle_in_transaction_session_timeout (DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS). Default 60000. */
   idleInTransactionTimeoutMs?: number | string;
+  /**
+   * Longest pause of a stream's consumer between two rows (DATABASE_STREAM_IDLE_TIMEOUT_MS). When the
+   * loop has not asked for the next row within it, the cursor is closed and the connection freed; the
+   * next pull throws StreamIdleTimeoutError. Default: the statement timeout (a pause that long would
+   * fail the stream on its next read anyway, since the server's statement_timeout covers the pauses).
+   */
+  streamIdleTimeoutMs?: number | string;
   /** TCP keepalive idle time; keepalive is always on (DATABASE_KEEPALIVE_IDLE_MS). Default 60000. */
   keepAliveIdleMs?: number | string;
   /** Pool size (DATABASE_POOL_MAX). Default 10. */

@@ -102,13 +102,26 @@ export class DatabaseService extends Queryable {
     this.db.guardStatement(text);
     if (statementFacts(text).transactionControl) throw transactionControlRefused();
     const client = await this.db.acquire();
+    // Set when the consumer stalled past the idle deadline: the connection was handed back from a timer
+    // (this generator, suspended at a yield, could not), so nothing below may touch it again.
+    let handedBack = false;
+    // A cursor reports no command tag: the text decides (CREATE TEMP TABLE … AS runs through one too).
+    const resetAfter = !this.db.transactionPooled && statementFacts(text).sessionText;
+    const onIdle = {
+      release: async () => {
+        handedBack = true;
+        // Behind a transaction pooler the cursor's own transaction is rolled back: half a read commits nothing.
+        if (this.db.transactionPooled && !this.db.isUnusable(client)) await this.rollbackClient(this.db, client);
+        if (resetAfter && !this.db.isUnusable(client)) await this.resetSession(this.db, client);
+        this.db.release(client);
+      },
+    };
     try {
       if (!this.db.transactionPooled) {
         try {
-          yield* cursorRows<R>(client, this.db, text, values, batchSize);
+          yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle);
         } finally {
-          // A cursor reports no command tag: the text decides (CREATE TEMP TABLE … AS runs through one too).
-          if (statementFacts(text).sessionText && !this.db.isUnusable(client)) await this.resetSession(this.db, client);
+          if (resetAfter && !handedBack && !this.db.isUnusable(client)) await this.resetSession(this.db, client);
         }
         return;
       }
@@ -116,18 +129,23 @@ export class DatabaseService extends Queryable {
       let committed = false;
       try {
         await client.query(this.db.beginStatement('BEGIN'));
-        yield* cursorRows<R>(client, this.db, text, values, batchSize);
+        yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle);
         await client.query('COMMIT');
         committed = true;
       } finally {
-        if (!committed) await this.rollbackClient(this.db, client);
+        if (!committed && !handedBack) await this.rollbackClient(this.db, client);
       }
     } catch (error) {
-      this.db.discardIfBroken(client, error);
+      if (!handedBack) this.db.discardIfBroken(client, error);
       throw this.db.mapError(error);
     } finally {
-      this.db.release(client);
+      if (!handedBack) this.db.release(client);
     }
+  }
+
+  /** How long a stream's consumer may pause between rows before the stream ends (streamIdleTimeoutMs). */
+  get streamIdleTimeoutMs(): number {
+    return this.db.config.timeouts.streamIdleMs;
   }
 
   private async rollbackClient(db: DatabasePool, client: pg.PoolClient): Promise<void> {

@@ -34,7 +34,10 @@ export interface QueryOptions {
 
 /** Options of `stream`. */
 export interface StreamOptions {
-  /** Rows fetched per round trip (default 500): memory holds about one batch whatever the result's size. */
+  /**
+   * Rows fetched per round trip (default 500, or maxRows when lower): memory holds about one batch
+   * whatever the result's size. At most the module's maxRows (DATABASE_MAX_ROWS).
+   */
   batchSize?: number;
 }
 
@@ -125,8 +128,10 @@ export abstract class Queryable {
    * (pg-cursor), so memory holds about one batch whatever the result's size, and the next batch is
    * only asked for when the loop wants it (a slow consumer makes nothing buffer). The connection is
    * held while iterating and always released: at the end, on an error, on `break`, and when the
-   * loop's body throws. The server's statement_timeout covers the whole stream, from the first
-   * batch to the last, pauses of the consumer included (the portal stays open between batches); for
+   * loop's body throws. A consumer that pauses longer than streamIdleTimeoutMs between two rows
+   * (DATABASE_STREAM_IDLE_TIMEOUT_MS, default the statement timeout) loses the stream: its connection
+   * is freed and the next pull throws StreamIdleTimeoutError. The server's statement_timeout covers
+   * the whole stream, from the first batch to the last, as the next read after a pause finds it; for
    * a long export raise it for that transaction alone: `tx.fetchval(sql\`SELECT
    * pg_catalog.set_config('statement_timeout', ${'10min'}, true)\`)` then `tx.stream(…)`. Nothing is
    * sent until the loop starts; iterate with `for await` (or call `return()`), which releases.
@@ -137,8 +142,13 @@ export abstract class Queryable {
   stream<R = Row>(text: string, params?: readonly unknown[], options?: StreamOptions): AsyncGenerator<R>;
   stream<R = Row>(query: QueryInput, ...rest: unknown[]): AsyncGenerator<R> {
     const { text, values, options } = statementOf(query, rest);
-    const batchSize = (options as StreamOptions).batchSize ?? DEFAULT_STREAM_BATCH_SIZE;
+    const { maxRows } = this.db.config;
+    const batchSize = (options as StreamOptions).batchSize ?? Math.min(DEFAULT_STREAM_BATCH_SIZE, maxRows);
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new InvalidQueryError('batchSize must be a whole number, at least 1');
+    // A batch is held in memory whole (a batchSize of a million buffered the whole result): the row cap of buffered results bounds it too.
+    if (batchSize > maxRows) {
+      throw new InvalidQueryError(`batchSize must be at most ${maxRows}, the module's maxRows (DATABASE_MAX_ROWS), since each batch is held in memory: lower batchSize or raise DATABASE_MAX_ROWS`);
+    }
     return this.streamRows<R>(text, values, batchSize);
   }
 

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
+import type { StreamIdleTimeoutError } from '../errors/stream.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { cursorRows } from './cursor-rows.js';
@@ -29,6 +30,8 @@ export class ScopedConnection extends Queryable {
   firstError?: SecureDatabaseError;
   /** A stream is reading on this connection: anything else sent now would queue behind it for ever. */
   private streaming = false;
+  /** A stream's consumer stalled past the idle deadline: the connection was ended, and every later use gets this. */
+  private idledOut?: StreamIdleTimeoutError;
 
   /**
    * @internal Made by DatabaseService: for `transaction` (the module owns BEGIN/COMMIT/ROLLBACK) or
@@ -57,7 +60,16 @@ export class ScopedConnection extends Queryable {
     if (statementFacts(text).sessionText) this.sessionChanged = true;
     this.streaming = true;
     try {
-      yield* cursorRows<R>(client, this.db, text, values, batchSize, () => (this.broken = true));
+      // The connection is the callback's, not the stream's: on the idle deadline it is ended (the server
+      // rolls the transaction back) and the handle refuses everything after, COMMIT included, so a
+      // transaction never commits half a read. Session state of withConnection is gone with it.
+      const onIdle = {
+        ended: (error: StreamIdleTimeoutError) => {
+          this.idledOut = error;
+          this.firstError ??= error;
+        },
+      };
+      yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, () => (this.broken = true));
     } catch (error) {
       this.firstError ??= error as SecureDatabaseError;
       throw error;
@@ -84,6 +96,7 @@ export class ScopedConnection extends Queryable {
     if (this.client === undefined) {
       throw new InvalidQueryError('This connection handle was used after its transaction or withConnection callback ended');
     }
+    if (this.idledOut) throw this.idledOut;
     if (this.streaming) {
       throw new InvalidQueryError('A stream is still reading on this connection: finish or break out of its loop before sending another query');
     }
