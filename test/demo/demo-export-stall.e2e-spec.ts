@@ -35,6 +35,9 @@ describe('demo: clients that stop reading GET /users/export (pool of 2)', () => 
       DATABASE_URL: scratch.cluster.url({}, { host: 'localhost' }),
       DATABASE_SSL_ROOT_CERT: h.caPem,
       DATABASE_POOL_MAX: '2',
+      // How long the exports take to fill the sockets' buffers depends on the machine's load: the list
+      // request may wait for that and the deadline, but without the deadline it would wait out this too.
+      DATABASE_POOL_ACQUIRE_TIMEOUT_MS: '20000',
       DATABASE_STREAM_IDLE_TIMEOUT_MS: String(IDLE_MS),
     });
     const { AppModule } = await import('../../src/demo/app.module.js');
