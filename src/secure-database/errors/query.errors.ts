@@ -91,6 +91,28 @@ export class ResultTooLargeError extends SecureDatabaseError {
   }
 }
 
+/**
+ * A row did not match the schema the call gave (`{ schema }`): the database returned something the
+ * code does not expect (a migration not applied, a column of another type, a NULL). The message
+ * names the row's index and, in development only, the validator's issues and their paths; values
+ * never (a validator may quote them), so production logs stay clean.
+ */
+export class RowValidationError extends SecureDatabaseError {
+  readonly code = 'DB_ROW_INVALID';
+  /** How many issues the validator reported for the row. */
+  readonly issueCount: number;
+
+  constructor(
+    readonly rowIndex: number,
+    issues: ReadonlyArray<{ message: string; path?: ReadonlyArray<PropertyKey | { key: PropertyKey }> }>,
+    verbose: boolean,
+  ) {
+    const detail = verbose ? `: ${issues.map((i) => `${(i.path ?? []).map((p) => String(typeof p === 'object' ? p.key : p)).join('.') || '(row)'}: ${i.message}`).join('; ')}` : '';
+    super(`Row ${rowIndex} of the result did not match the schema (${issues.length} issue${issues.length === 1 ? '' : 's'})${detail}`);
+    this.issueCount = issues.length;
+  }
+}
+
 /** A query that must return at most one row returned more. */
 export class TooManyRowsError extends SecureDatabaseError {
   readonly code = 'DB_TOO_MANY_ROWS';

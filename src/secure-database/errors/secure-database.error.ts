@@ -24,6 +24,7 @@ export type DatabaseErrorCode =
   | 'DB_NOT_FOUND'
   | 'DB_TOO_MANY_ROWS'
   | 'DB_RESULT_TOO_LARGE'
+  | 'DB_ROW_INVALID'
   | 'DB_READ_ONLY'
   | 'DB_SERVER_ROLE_MISMATCH'
   | 'DB_SESSION_UNAVAILABLE'

@@ -56,6 +56,8 @@ const BY_CODE: Record<DatabaseErrorCode, DatabaseErrorResponse> = {
   DB_TOO_MANY_ROWS: internal,
   // An unbounded query in the app: the server's fault, not the client's.
   DB_RESULT_TOO_LARGE: internal,
+  // The database returned what the code does not expect: the app's (or its migrations') fault.
+  DB_ROW_INVALID: internal,
 };
 
 /**

@@ -1,8 +1,10 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type pg from 'pg';
 import { InvalidQueryError, NotFoundError, ResultTooLargeError, TooManyRowsError } from '../errors/query.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { type StatementEnvelope, queryBounded } from './bounded-query.js';
 import { type StatementCache, type StatementName, statementCacheFailure } from './statement-cache.js';
+import { type RowOptions, type SchemaOutput, rowSchemaOf, validateRow, validateRows } from './row-schema.js';
 import { statementFacts } from './statement-facts.js';
 import { SqlFragment } from './sql.js';
 
@@ -24,7 +26,7 @@ export interface QueryResult<R = Row> {
 type RowMode = 'array' | undefined;
 
 /** Per-call options of the buffered helpers `query` and `fetch`. */
-export interface QueryOptions {
+export interface QueryOptions extends RowOptions {
   /**
    * Most rows this call may buffer, instead of the module's maxRows (DATABASE_MAX_ROWS); more is a
    * ResultTooLargeError. `Infinity` lifts the limit for this call: only for results known to be small.
@@ -33,7 +35,7 @@ export interface QueryOptions {
 }
 
 /** Options of `stream`. */
-export interface StreamOptions {
+export interface StreamOptions extends RowOptions {
   /**
    * Rows fetched per round trip (default 500, or maxRows when lower): memory holds about one batch
    * whatever the result's size. At most the module's maxRows (DATABASE_MAX_ROWS).
@@ -67,14 +69,18 @@ export abstract class Queryable {
   /** Reads one statement's rows batch by batch on the connection this handle stands for. */
   protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R>;
 
-  /** Rows, row count, command tag and fields. */
+  /** Rows, row count, command tag and fields. With `{ schema }`, rows validated and typed by it. */
+  query<S extends StandardSchemaV1>(query: SqlFragment, options: QueryOptions & { schema: S }): Promise<QueryResult<SchemaOutput<S>>>;
+  query<S extends StandardSchemaV1>(text: string, params: readonly unknown[] | undefined, options: QueryOptions & { schema: S }): Promise<QueryResult<SchemaOutput<S>>>;
   query<R = Row>(query: SqlFragment, options?: QueryOptions): Promise<QueryResult<R>>;
   query<R = Row>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>;
   async query<R = Row>(query: QueryInput, ...rest: unknown[]): Promise<QueryResult<R>> {
     return (await this.send(query, rest, undefined)) as QueryResult<R>;
   }
 
-  /** All rows (at most maxRows). */
+  /** All rows (at most maxRows). With `{ schema }`, validated and typed by it. */
+  fetch<S extends StandardSchemaV1>(query: SqlFragment, options: QueryOptions & { schema: S }): Promise<SchemaOutput<S>[]>;
+  fetch<S extends StandardSchemaV1>(text: string, params: readonly unknown[] | undefined, options: QueryOptions & { schema: S }): Promise<SchemaOutput<S>[]>;
   fetch<R = Row>(query: SqlFragment, options?: QueryOptions): Promise<R[]>;
   fetch<R = Row>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<R[]>;
   async fetch<R = Row>(query: QueryInput, ...rest: unknown[]): Promise<R[]> {
@@ -83,22 +89,31 @@ export abstract class Queryable {
 
   /**
    * Exactly one row: NotFoundError on none, TooManyRowsError on more. The statement has run either
-   * way; inside a transaction the error (left to propagate) rolls it back.
+   * way; inside a transaction the error (left to propagate) rolls it back. With `{ schema }`, the row
+   * validated and typed by it.
    */
-  fetchrow<R = Row>(query: SqlFragment): Promise<R>;
-  fetchrow<R = Row>(text: string, params?: readonly unknown[]): Promise<R>;
-  async fetchrow<R = Row>(query: QueryInput, params?: readonly unknown[]): Promise<R> {
-    const { rows } = await this.send(query, [params], undefined);
+  fetchrow<S extends StandardSchemaV1>(query: SqlFragment, options: RowOptions & { schema: S }): Promise<SchemaOutput<S>>;
+  fetchrow<S extends StandardSchemaV1>(text: string, params: readonly unknown[] | undefined, options: RowOptions & { schema: S }): Promise<SchemaOutput<S>>;
+  fetchrow<R = Row>(query: SqlFragment, options?: RowOptions): Promise<R>;
+  fetchrow<R = Row>(text: string, params?: readonly unknown[], options?: RowOptions): Promise<R>;
+  async fetchrow<R = Row>(query: QueryInput, ...rest: unknown[]): Promise<R> {
+    const { rows } = await this.send(query, rest, undefined);
     if (rows.length === 0) throw new NotFoundError();
     if (rows.length > 1) throw new TooManyRowsError(rows.length);
     return rows[0] as R;
   }
 
-  /** The row, or null when there is none; TooManyRowsError on more than one. */
-  fetchMaybeRow<R = Row>(query: SqlFragment): Promise<R | null>;
-  fetchMaybeRow<R = Row>(text: string, params?: readonly unknown[]): Promise<R | null>;
-  async fetchMaybeRow<R = Row>(query: QueryInput, params?: readonly unknown[]): Promise<R | null> {
-    const { rows } = await this.send(query, [params], undefined);
+  /** The row, or null when there is none; TooManyRowsError on more than one. With `{ schema }`, validated and typed by it. */
+  fetchMaybeRow<S extends StandardSchemaV1>(query: SqlFragment, options: RowOptions & { schema: S }): Promise<SchemaOutput<S> | null>;
+  fetchMaybeRow<S extends StandardSchemaV1>(
+    text: string,
+    params: readonly unknown[] | undefined,
+    options: RowOptions & { schema: S },
+  ): Promise<SchemaOutput<S> | null>;
+  fetchMaybeRow<R = Row>(query: SqlFragment, options?: RowOptions): Promise<R | null>;
+  fetchMaybeRow<R = Row>(text: string, params?: readonly unknown[], options?: RowOptions): Promise<R | null>;
+  async fetchMaybeRow<R = Row>(query: QueryInput, ...rest: unknown[]): Promise<R | null> {
+    const { rows } = await this.send(query, rest, undefined);
     if (rows.length > 1) throw new TooManyRowsError(rows.length);
     return (rows[0] as R | undefined) ?? null;
   }
@@ -138,10 +153,13 @@ export abstract class Queryable {
    *
    *   for await (const user of db.stream<User>(sql`SELECT id, email FROM users`)) …
    */
+  stream<S extends StandardSchemaV1>(query: SqlFragment, options: StreamOptions & { schema: S }): AsyncGenerator<SchemaOutput<S>>;
+  stream<S extends StandardSchemaV1>(text: string, params: readonly unknown[] | undefined, options: StreamOptions & { schema: S }): AsyncGenerator<SchemaOutput<S>>;
   stream<R = Row>(query: SqlFragment, options?: StreamOptions): AsyncGenerator<R>;
   stream<R = Row>(text: string, params?: readonly unknown[], options?: StreamOptions): AsyncGenerator<R>;
   stream<R = Row>(query: QueryInput, ...rest: unknown[]): AsyncGenerator<R> {
     const { text, values, options } = statementOf(query, rest);
+    const schema = rowSchemaOf(options as StreamOptions);
     const { maxRows } = this.db.config;
     const batchSize = (options as StreamOptions).batchSize ?? Math.min(DEFAULT_STREAM_BATCH_SIZE, maxRows);
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new InvalidQueryError('batchSize must be a whole number, at least 1');
@@ -149,14 +167,24 @@ export abstract class Queryable {
     if (batchSize > maxRows) {
       throw new InvalidQueryError(`batchSize must be at most ${maxRows}, the module's maxRows (DATABASE_MAX_ROWS), since each batch is held in memory: lower batchSize or raise DATABASE_MAX_ROWS`);
     }
-    return this.streamRows<R>(text, values, batchSize);
+    const rows = this.streamRows<R>(text, values, batchSize);
+    return schema ? this.validated(rows, schema) : rows;
   }
 
-  private send(query: QueryInput, rest: unknown[], rowMode: RowMode): Promise<pg.QueryResult> {
+  private async *validated<R>(rows: AsyncGenerator<R>, schema: StandardSchemaV1): AsyncGenerator<R> {
+    let index = 0;
+    // for await closes `rows` (releasing its connection) when validation throws or the consumer stops.
+    for await (const row of rows) yield (await validateRow(schema, row, index++, this.db.config.verboseErrors)) as R;
+  }
+
+  private async send(query: QueryInput, rest: unknown[], rowMode: RowMode): Promise<pg.QueryResult> {
     const { text, values, options } = statementOf(query, rest);
     const maxRows = (options as QueryOptions).maxRows ?? this.db.config.maxRows;
     if (!(Number.isInteger(maxRows) && maxRows > 0) && maxRows !== Infinity) throw new InvalidQueryError('maxRows must be a whole number, at least 1, or Infinity');
-    return this.run(text, values, { rowMode, maxRows });
+    const schema = rowSchemaOf(options as RowOptions);
+    const result = await this.run(text, values, { rowMode, maxRows });
+    if (schema) result.rows = (await validateRows(schema, result.rows, this.db.config.verboseErrors)) as Row[];
+    return result;
   }
 }
 
