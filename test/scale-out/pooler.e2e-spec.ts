@@ -196,11 +196,33 @@ describe('behind PgBouncer in transaction mode (client TLS, server TLS verify-fu
   });
 
   it('refuses what would leave state on a shared server connection, saying why and what to use instead', async () => {
-    for (const statement of ['SET search_path = public', '/* x */ RESET ALL', 'LISTEN jobs', 'PREPARE p AS SELECT 1', 'CREATE TEMP TABLE t (x int)']) {
+    const refused = [
+      'SET search_path = public',
+      '/* x */ RESET ALL',
+      'LISTEN jobs',
+      'PREPARE p AS SELECT 1',
+      'CREATE TEMP TABLE t (x int)',
+      // Temporary objects by every spelling (each would shadow a real table for the pooler's other clients).
+      "CREATE TEMP VIEW items AS SELECT 1 AS id, 'shadow' AS owner",
+      'CREATE TABLE pg_temp.items (id int, owner text)',
+      'SELECT * INTO TEMP items FROM items',
+      'DECLARE c CURSOR WITH HOLD FOR SELECT 1',
+      'SELECT pg_catalog.pg_advisory_lock(1)',
+      "SELECT pg_catalog.set_config('app.tenant_id', '42', false)",
+    ];
+    for (const statement of refused) {
       const error = await db.execute(statement).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(SessionUnavailableError);
       expect((error as Error).message).toMatch(/transaction pooler|server session/);
+      const inTransaction = await db.transaction((tx) => tx.execute(statement)).catch((e: unknown) => e);
+      expect(inTransaction).toBeInstanceOf(SessionUnavailableError);
     }
+    // Their transaction-scoped forms run.
+    await db.transaction(async (tx) => {
+      await tx.execute('CREATE TEMP TABLE scratch (x int) ON COMMIT DROP');
+      await tx.fetch('SELECT pg_catalog.pg_advisory_xact_lock(1)');
+      await tx.fetch("SELECT pg_catalog.set_config('app.tenant_id', '42', true)");
+    });
     const listen = await db.transaction((tx) => tx.execute('LISTEN jobs')).catch((e: unknown) => e);
     expect((listen as Error).message).toMatch(/^LISTEN needs a server session of its own/);
     const withConnection = await db.withConnection(async () => 'ran').catch((e: unknown) => e);
