@@ -24,6 +24,7 @@ export { sql, type SqlFragment } from './secure-database/service/sql.js';
 export type { Queryable, QueryInput, QueryOptions, QueryResult, Row, StreamOptions } from './secure-database/service/queryable.js';
 export type { ScopedConnection } from './secure-database/service/scoped-connection.js';
 export { DEFAULT_TRANSACTION_RETRIES, type TransactionOptions, type IsolationLevel } from './secure-database/service/transaction-options.js';
+export { Transactional, type TransactionalOptions } from './secure-database/service/transactional.js';
 export { DatabaseHealthIndicator, type DatabasePingOptions } from './secure-database/health/database.health.js';
 export { DatabaseExceptionFilter, type DatabaseErrorBody } from './secure-database/filter/database-exception.filter.js';
 export { databaseErrorStatus, type DatabaseErrorResponse } from './secure-database/filter/database-error-status.js';

@@ -64,6 +64,11 @@ export abstract class Queryable {
   /** Reads one statement's rows batch by batch on the connection this handle stands for. */
   protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R>;
 
+  /** Where a call runs: this handle, or (for the service, inside its transaction callback) the transaction's handle. */
+  protected runner(): Queryable {
+    return this;
+  }
+
   /** Rows, row count, command tag and fields. */
   query<R = Row>(query: SqlFragment, options?: QueryOptions): Promise<QueryResult<R>>;
   query<R = Row>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>;
@@ -117,7 +122,7 @@ export abstract class Queryable {
   execute(text: string, params?: readonly unknown[]): Promise<number>;
   async execute(query: QueryInput, params?: readonly unknown[]): Promise<number> {
     const { text, values } = statementOf(query, [params]);
-    return (await this.run(text, values, { maxRows: 0 })).rowCount ?? 0;
+    return (await this.runner().run(text, values, { maxRows: 0 })).rowCount ?? 0;
   }
 
   /**
@@ -139,14 +144,14 @@ export abstract class Queryable {
     const { text, values, options } = statementOf(query, rest);
     const batchSize = (options as StreamOptions).batchSize ?? DEFAULT_STREAM_BATCH_SIZE;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new InvalidQueryError('batchSize must be a whole number, at least 1');
-    return this.streamRows<R>(text, values, batchSize);
+    return this.runner().streamRows<R>(text, values, batchSize);
   }
 
   private send(query: QueryInput, rest: unknown[], rowMode: RowMode): Promise<pg.QueryResult> {
     const { text, values, options } = statementOf(query, rest);
     const maxRows = (options as QueryOptions).maxRows ?? this.db.config.maxRows;
     if (!(Number.isInteger(maxRows) && maxRows > 0) && maxRows !== Infinity) throw new InvalidQueryError('maxRows must be a whole number, at least 1, or Infinity');
-    return this.run(text, values, { rowMode, maxRows });
+    return this.runner().run(text, values, { rowMode, maxRows });
   }
 }
 
