@@ -79,7 +79,8 @@ export function Transactional(options: TransactionalOptions = {}): MethodDecorat
   return (_target, _key, descriptor: PropertyDescriptor) => {
     const method: unknown = descriptor.value;
     if (typeof method !== 'function') throw new InvalidQueryError('@Transactional() decorates methods only');
-    const transactional = function (this: unknown, ...args: unknown[]): Promise<unknown> {
+    // async: a connection that cannot be found is a rejection, as any failure of the method.
+    const transactional = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
       return transactionalService(connection).transaction(async () => method.apply(this, args), transactionOptions);
     };
     Object.defineProperty(transactional, 'name', { value: method.name });
