@@ -13,17 +13,28 @@ export interface TransactionTarget {
   name: string;
   /** Starts the target's server side (once per spec file section). */
   setUp(): Promise<void>;
-  /** A Nest testing module with SecureDatabaseModule.forRoot (pipelining on, statement cache at its default) and `providers`. */
-  start(options?: Partial<SecureDatabaseModuleOptions>, providers?: Provider[]): Promise<ServiceFixture>;
+  /**
+   * A Nest testing module with SecureDatabaseModule.forRoot (pipelining on, statement cache at its
+   * default) and `providers`; with `secondConnection`, a second forRoot of that name to the same database.
+   */
+  start(options?: Partial<SecureDatabaseModuleOptions>, providers?: Provider[], secondConnection?: string): Promise<ServiceFixture>;
   tearDown(): Promise<void>;
 }
 
 const h = harness();
 const ca = { certPath: h.caPath, keyPath: join(dirname(h.caPath), 'local-postgres-ca.key') };
 
-async function startModule(url: string, cluster: ServiceFixture['cluster'], options: Partial<SecureDatabaseModuleOptions>, providers: Provider[], close: () => Promise<void>): Promise<ServiceFixture> {
+async function startModule(
+  url: string,
+  cluster: ServiceFixture['cluster'],
+  options: Partial<SecureDatabaseModuleOptions>,
+  providers: Provider[],
+  secondConnection: string | undefined,
+  close: () => Promise<void>,
+): Promise<ServiceFixture> {
+  const connection = { url, sslRootCert: h.caPem, appEnv: 'production' as const, pipelining: true, ...options };
   const moduleRef = await Test.createTestingModule({
-    imports: [SecureDatabaseModule.forRoot({ url, sslRootCert: h.caPem, appEnv: 'production', pipelining: true, ...options })],
+    imports: [SecureDatabaseModule.forRoot(connection), ...(secondConnection ? [SecureDatabaseModule.forRoot({ ...connection, name: secondConnection })] : [])],
     providers,
   }).compile();
   await moduleRef.init();
@@ -45,9 +56,9 @@ export function directTarget(): TransactionTarget {
   return {
     name: 'direct (pipelining on, statement cache on)',
     setUp: async () => undefined,
-    async start(options = {}, providers = []) {
+    async start(options = {}, providers = [], secondConnection) {
       const scratch = await scratchDatabase(h.tls);
-      return startModule(scratch.cluster.url(), scratch.cluster, options, providers, () => scratch.drop());
+      return startModule(scratch.cluster.url(), scratch.cluster, options, providers, secondConnection, () => scratch.drop());
     },
     tearDown: async () => undefined,
   };
@@ -63,9 +74,9 @@ export function transactionPoolerTarget(): TransactionTarget {
       scratch = await scratchDatabase(h.tls);
       bouncer = await startPgbouncer({ upstream: scratch.cluster, ca, poolSize: 5 });
     },
-    async start(options = {}, providers = []) {
+    async start(options = {}, providers = [], secondConnection) {
       // Every start shares the section's database: specs create their tables IF NOT EXISTS and truncate.
-      return startModule(bouncer!.url(), scratch!.cluster, { pooler: 'transaction', ...options }, providers, async () => undefined);
+      return startModule(bouncer!.url(), scratch!.cluster, { pooler: 'transaction', ...options }, providers, secondConnection, async () => undefined);
     },
     async tearDown() {
       await bouncer?.stop();
