@@ -355,3 +355,41 @@ describe.each([directTarget(), transactionPoolerTarget()])('the service inside i
     });
   });
 });
+
+/** A plain class (not a provider) whose method is @Transactional(). */
+class ItemWriter {
+  constructor(private readonly db: DatabaseService) {}
+
+  @Transactional()
+  async add(id: number): Promise<number> {
+    return this.db.execute('INSERT INTO items VALUES ($1)', [id]);
+  }
+}
+
+describe('@Transactional() finding its service', () => {
+  it('refuses bad options when the class is defined', () => {
+    expect(() => Transactional({ isolationLevel: 'serializable; DROP TABLE items' as never })).toThrow(InvalidQueryError);
+    expect(() => Transactional({ retries: -1 })).toThrow(InvalidQueryError);
+    expect(() => Transactional({ connection: '' })).toThrow(InvalidQueryError);
+  });
+
+  it('with two apps on one connection name: refused outside their transactions, joins the one whose transaction the caller is in, none once both closed', async () => {
+    const a = await directTarget().start();
+    const b = await directTarget().start();
+    try {
+      await Promise.all([prepare(a.db), prepare(b.db)]);
+      const error = await new ItemWriter(a.db).add(1).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(InvalidQueryError);
+      expect((error as Error).message).toMatch(/found 2 running SecureDatabaseModule connections named 'default'/);
+      await b.db.transaction(() => new ItemWriter(b.db).add(7));
+      expect(await b.db.fetch('SELECT id FROM items')).toEqual([{ id: 7 }]);
+      expect(await a.db.fetch('SELECT id FROM items')).toEqual([]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+    const none = await new ItemWriter(a.db).add(2).catch((e: unknown) => e);
+    expect(none).toBeInstanceOf(InvalidQueryError);
+    expect((none as Error).message).toMatch(/found no running SecureDatabaseModule connection named 'default'/);
+  });
+});
