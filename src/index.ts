@@ -25,6 +25,7 @@ export type { Queryable, QueryInput, QueryOptions, QueryResult, Row, StreamOptio
 export type { RowOptions, SchemaOutput } from './secure-database/service/row-schema.js';
 export type { ScopedConnection } from './secure-database/service/scoped-connection.js';
 export { DEFAULT_TRANSACTION_RETRIES, type TransactionOptions, type IsolationLevel } from './secure-database/service/transaction-options.js';
+export { Transactional, type TransactionalOptions } from './secure-database/service/transactional.js';
 export { DatabaseHealthIndicator, type DatabasePingOptions } from './secure-database/health/database.health.js';
 export { DatabaseExceptionFilter, type DatabaseErrorBody } from './secure-database/filter/database-exception.filter.js';
 export { databaseErrorStatus, type DatabaseErrorResponse } from './secure-database/filter/database-error-status.js';

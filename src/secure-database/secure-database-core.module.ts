@@ -20,6 +20,8 @@ import { logStartupFailure } from './errors/startup-failure-hint.js';
 import { establishStartupConnection } from './pool/startup-connection.js';
 import { createConnectionProviders, databaseLogger } from './secure-database.providers.js';
 import { getDatabasePoolToken, getDatabaseServiceToken, getPoolToken, getSecureDatabaseOptionsToken } from './secure-database.utils.js';
+import type { DatabaseService } from './service/database.service.js';
+import { registerTransactionalService, unregisterTransactionalService } from './service/transactional.js';
 
 @Global()
 @Module({})
@@ -27,7 +29,7 @@ import { getDatabasePoolToken, getDatabaseServiceToken, getPoolToken, getSecureD
  * One per connection name. Lifecycle, in Nest's order:
  * - onModuleInit opens the first connection and runs the TLS assertion (with startup retries). The
  *   module is global, so Nest runs this before any other module's onModuleInit, and startup fails
- *   before `listen` when the database is wrong.
+ *   before `listen` when the database is wrong. Then @Transactional() methods can find the service.
  * - onModuleDestroy begins shutdown: readiness reports `shutting down` and the one shutdown budget
  *   starts; requests still in flight keep their database.
  * - onApplicationShutdown, which Nest calls after it has closed the HTTP server, drains the pool
@@ -84,6 +86,7 @@ export class SecureDatabaseCoreModule implements OnModuleInit, OnModuleDestroy, 
       logStartupFailure(logger, error);
       throw error;
     }
+    registerTransactionalService(this.name, this.databaseService(), db);
   }
 
   onModuleDestroy(): void {
@@ -91,7 +94,15 @@ export class SecureDatabaseCoreModule implements OnModuleInit, OnModuleDestroy, 
   }
 
   async onApplicationShutdown(): Promise<void> {
-    await this.databasePool().close();
+    try {
+      await this.databasePool().close();
+    } finally {
+      unregisterTransactionalService(this.name, this.databaseService());
+    }
+  }
+
+  private databaseService(): DatabaseService {
+    return this.moduleRef.get<DatabaseService>(getDatabaseServiceToken(this.name));
   }
 
   private databasePool(): DatabasePool {

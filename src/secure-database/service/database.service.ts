@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@nestjs/common';
 import pg from 'pg';
@@ -13,18 +12,7 @@ import { CONTROL, ScopedConnection } from './scoped-connection.js';
 import { StatementCache } from './statement-cache.js';
 import { changesSession, statementFacts } from './statement-facts.js';
 import { type TransactionOptions, isRetryableTransactionError, planTransaction, retryDelayMs } from './transaction-options.js';
-
-interface TransactionScope {
-  db: DatabasePool;
-  /** False once the transaction has ended: work the callback left running may use the service again. */
-  active: boolean;
-}
-
-// One per process: it only ever holds the pool of the transaction whose callback is running.
-const transactionScope = new AsyncLocalStorage<TransactionScope>();
-// On Node 20 an enabled AsyncLocalStorage puts a hook on every promise of the process, so it is
-// switched off whenever no transaction callback is running (run() switches it on again).
-let runningTransactions = 0;
+import { joinedTransaction, runInTransactionScope } from './transaction-scope.js';
 
 /**
  * The injectable query API of one connection. Constructed by the module (not by Nest's class
@@ -32,7 +20,9 @@ let runningTransactions = 0;
  *
  * Each query helper takes a pooled connection for one round trip and gives it back. For several
  * statements that must see each other or succeed together use `transaction`; for session state
- * (advisory locks, SET, LISTEN) use `withConnection`.
+ * (advisory locks, SET, LISTEN) use `withConnection`. Called inside a `transaction` callback of this
+ * service (same async context), the helpers join that transaction instead: they run on its
+ * connection, through its handle.
  */
 export class DatabaseService extends Queryable {
   private readonly logger: Logger;
@@ -58,8 +48,12 @@ export class DatabaseService extends Queryable {
     return this.db.stats();
   }
 
+  /** Inside one of this service's transaction callbacks, that transaction's handle (its connection, never a second one). */
+  protected override runner(): Queryable {
+    return joinedTransaction(this.db) ?? this;
+  }
+
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
-    this.assertOutsideTransaction();
     this.db.guardStatement(text);
     if (statementFacts(text).transactionControl) throw transactionControlRefused();
     // Behind a transaction pooler: the SET LOCAL timeouts ahead of the statement, in its round trip.
@@ -98,7 +92,6 @@ export class DatabaseService extends Queryable {
   }
 
   protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R> {
-    this.assertOutsideTransaction();
     this.db.guardStatement(text);
     if (statementFacts(text).transactionControl) throw transactionControlRefused();
     const client = await this.db.acquire();
@@ -162,15 +155,17 @@ export class DatabaseService extends Queryable {
    * asked for), COMMIT when `fn` resolves, ROLLBACK when it throws, and the connection always goes
    * back to the pool, or is destroyed when ROLLBACK itself failed (its state is then unknown).
    * Whatever `fn` throws propagates unchanged. Serialization failures and deadlocks rerun the whole
-   * transaction (see TransactionOptions.retries). Query through `tx` only: the service itself
-   * refuses queries from inside `fn`.
+   * transaction (see TransactionOptions.retries). Inside `fn` the service's own helpers join the
+   * transaction (same connection), and `transaction` called there is a nested transaction: a
+   * savepoint, as `tx.transaction` (which never retries on its own; only the outermost reruns).
    */
   async transaction<T>(fn: (tx: ScopedConnection) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
-    this.assertOutsideTransaction();
+    const joined = joinedTransaction(this.db);
+    if (joined) return joined.transaction(fn, options);
     const plan = planTransaction(options);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.transactionAttempt(fn, this.db.beginStatement(plan.begin));
+        return await this.transactionAttempt(fn, this.db.beginStatement(plan.begin), options);
       } catch (error) {
         if (attempt >= plan.retries || !isRetryableTransactionError(error)) throw error;
       }
@@ -178,19 +173,21 @@ export class DatabaseService extends Queryable {
     }
   }
 
-  private async transactionAttempt<T>(fn: (tx: ScopedConnection) => Promise<T>, begin: string): Promise<T> {
+  private async transactionAttempt<T>(fn: (tx: ScopedConnection) => Promise<T>, begin: string, options: TransactionOptions): Promise<T> {
     const client = await this.db.acquire();
-    const tx = new ScopedConnection(this.db, client, 'transaction');
-    const scope: TransactionScope = { db: this.db, active: true };
-    runningTransactions++;
+    const tx = new ScopedConnection(this.db, client, 'transaction', options);
     try {
       await tx[CONTROL](begin);
       let result: T;
       try {
-        result = await transactionScope.run(scope, fn, tx);
+        result = await runInTransactionScope(this.db, tx, fn);
       } catch (error) {
         await this.rollback(tx, client);
         throw error;
+      }
+      if (tx.doomed) {
+        await this.rollback(tx, client);
+        throw new QueryError('a nested transaction could not be rolled back to its savepoint, so the transaction was rolled back instead of committed');
       }
       const commit = await tx[CONTROL]('COMMIT');
       // COMMIT of a transaction in which a statement failed (and `fn` caught the error) rolls back.
@@ -199,8 +196,6 @@ export class DatabaseService extends Queryable {
       }
       return result;
     } finally {
-      scope.active = false;
-      if (--runningTransactions === 0) transactionScope.disable();
       tx.end();
       // A SET (not LOCAL) inside the transaction outlives its COMMIT. (Behind a transaction pooler only SET LOCAL gets here.)
       if (tx.sessionChanged && !tx.broken && !this.db.transactionPooled) await this.resetSession(this.db, client);
@@ -225,14 +220,15 @@ export class DatabaseService extends Queryable {
    * ALL (which also releases advisory locks); when that fails the connection is destroyed instead.
    * Settings from DATABASE_URL and the module (timeouts, application_name) survive the reset; a
    * transaction left open makes the reset fail, so that connection is destroyed. Unlike inside
-   * `transaction`, the service stays usable in `fn` (session work often coordinates with other
-   * connections), but each connection it takes meanwhile is a second one from the same pool.
+   * `transaction`, the service's calls in `fn` do not join this connection (session work often
+   * coordinates with other connections): each takes a second connection from the same pool.
+   * Refused inside a transaction callback (see refuseInsideTransaction).
    *
    * Behind a transaction pooler there is no session to hold: the work runs on a connection of the
    * DATABASE_DIRECT_URL pool, or is refused (SessionUnavailableError) when none is configured.
    */
   async withConnection<T>(fn: (connection: ScopedConnection) => Promise<T>): Promise<T> {
-    this.assertOutsideTransaction();
+    this.refuseInsideTransaction();
     const db = this.sessionPool();
     const client = await db.acquire();
     const connection = new ScopedConnection(db, client, 'session');
@@ -266,17 +262,15 @@ export class DatabaseService extends Queryable {
   }
 
   /**
-   * Inside a transaction callback the service would take a second connection from the pool. Its
-   * queries would not see the transaction's uncommitted work and its writes would commit even when
-   * the transaction rolls back; and when every pooled connection is held by such a callback, each
-   * waits for a connection only its own return can free: the pool deadlocks until the acquire
-   * timeout. So it is refused, loudly, instead of silently running elsewhere.
+   * withConnection inside a transaction callback would take a second connection: its work would
+   * not see the transaction's and would commit on its own, and with every pooled connection held
+   * by such a callback the pool deadlocks. Nor can it run on the transaction's connection, whose
+   * session it could not reset (DISCARD ALL cannot run in a transaction). So it is refused.
    */
-  private assertOutsideTransaction(): void {
-    const scope = transactionScope.getStore();
-    if (scope !== undefined && scope.active && scope.db === this.db) {
+  private refuseInsideTransaction(): void {
+    if (joinedTransaction(this.db)) {
       throw new InvalidQueryError(
-        'A query was sent through DatabaseService inside its own transaction callback: it would run on another connection, outside the transaction. Use the transaction handle passed to the callback (tx.query, tx.fetch …).',
+        'withConnection was called inside a transaction callback: it would take a second connection, outside the transaction. Use the transaction for the work (SET LOCAL, pg_advisory_xact_lock), or call withConnection before or after the transaction',
       );
     }
   }

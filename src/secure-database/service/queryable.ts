@@ -69,6 +69,11 @@ export abstract class Queryable {
   /** Reads one statement's rows batch by batch on the connection this handle stands for. */
   protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R>;
 
+  /** Where a call runs: this handle, or (for the service, inside its transaction callback) the transaction's handle. */
+  protected runner(): Queryable {
+    return this;
+  }
+
   /** Rows, row count, command tag and fields. With `{ schema }`, rows validated and typed by it. */
   query<S extends StandardSchemaV1>(query: SqlFragment, options: QueryOptions & { schema: S }): Promise<QueryResult<SchemaOutput<S>>>;
   query<S extends StandardSchemaV1>(text: string, params: readonly unknown[] | undefined, options: QueryOptions & { schema: S }): Promise<QueryResult<SchemaOutput<S>>>;
@@ -135,7 +140,7 @@ export abstract class Queryable {
   execute(text: string, params?: readonly unknown[]): Promise<number>;
   async execute(query: QueryInput, params?: readonly unknown[]): Promise<number> {
     const { text, values } = statementOf(query, [params]);
-    return (await this.run(text, values, { maxRows: 0 })).rowCount ?? 0;
+    return (await this.runner().run(text, values, { maxRows: 0 })).rowCount ?? 0;
   }
 
   /**
@@ -167,7 +172,7 @@ export abstract class Queryable {
     if (batchSize > maxRows) {
       throw new InvalidQueryError(`batchSize must be at most ${maxRows}, the module's maxRows (DATABASE_MAX_ROWS), since each batch is held in memory: lower batchSize or raise DATABASE_MAX_ROWS`);
     }
-    const rows = this.streamRows<R>(text, values, batchSize);
+    const rows = this.runner().streamRows<R>(text, values, batchSize);
     return schema ? this.validated(rows, schema) : rows;
   }
 
@@ -182,7 +187,7 @@ export abstract class Queryable {
     const maxRows = (options as QueryOptions).maxRows ?? this.db.config.maxRows;
     if (!(Number.isInteger(maxRows) && maxRows > 0) && maxRows !== Infinity) throw new InvalidQueryError('maxRows must be a whole number, at least 1, or Infinity');
     const schema = rowSchemaOf(options as RowOptions);
-    const result = await this.run(text, values, { rowMode, maxRows });
+    const result = await this.runner().run(text, values, { rowMode, maxRows });
     if (schema) result.rows = (await validateRows(schema, result.rows, this.db.config.verboseErrors)) as Row[];
     return result;
   }

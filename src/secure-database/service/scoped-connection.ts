@@ -7,13 +7,28 @@ import type { DatabasePool } from '../pool/database-pool.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
 import { changesSession, statementFacts } from './statement-facts.js';
+import { type TransactionOptions, refuseNestedCharacteristics } from './transaction-options.js';
+import { runInTransactionScope } from './transaction-scope.js';
 
 /**
- * Key of the method that sends the module's own fixed statements (BEGIN …, COMMIT, ROLLBACK) over the
- * simple protocol. Not exported from the package: the simple protocol runs several statements in one
- * text, so callers only ever get the extended-protocol helpers (and the clearly named sql.unsafeRaw).
+ * Key of the method that sends the module's own fixed statements (BEGIN …, COMMIT, ROLLBACK, SAVEPOINT
+ * sp_n …) over the simple protocol. Not exported from the package: the simple protocol runs several
+ * statements in one text, so callers only ever get the extended-protocol helpers (and the clearly
+ * named sql.unsafeRaw).
  */
 export const CONTROL = Symbol('control');
+
+/** What every handle on one connection shares: a transaction's handle and those of its nested transactions. */
+interface ConnectionState {
+  broken: boolean;
+  sessionChanged: boolean;
+  /** Savepoints opened so far on this connection: they are named sp_1, sp_2 … (never from input). */
+  savepoints: number;
+  /** A savepoint could not be rolled back to: its work may still be in the transaction, which must not commit. */
+  doomed: boolean;
+  /** A stream's consumer stalled past the idle deadline: the connection was ended, and every later use gets this. */
+  idledOut?: StreamIdleTimeoutError;
+}
 
 /**
  * The handle `transaction` and `withConnection` pass to their callback: the query helpers, on the one
@@ -21,35 +36,52 @@ export const CONTROL = Symbol('control');
  * around can never query a connection that went back to the pool and now belongs to someone else.
  */
 export class ScopedConnection extends Queryable {
-  private client?: pg.PoolClient;
-  /** @internal The connection broke: it is destroyed on release, and no ROLLBACK or session reset is tried on it. */
-  broken = false;
-  /** @internal A statement changed session state (SET, RESET, LISTEN …): reset the session before release. */
-  sessionChanged = false;
+  /** False once the callback's scope ended. */
+  private live = true;
   /** @internal The first error the server reported on this handle (a failed transaction's cause). */
   firstError?: SecureDatabaseError;
   /** A stream is reading on this connection: anything else sent now would queue behind it for ever. */
   private streaming = false;
-  /** A stream's consumer stalled past the idle deadline: the connection was ended, and every later use gets this. */
-  private idledOut?: StreamIdleTimeoutError;
+  /** A nested transaction is open on this handle: a statement sent here now would land inside its savepoint. */
+  private nestedOpen = false;
 
   /**
-   * @internal Made by DatabaseService: for `transaction` (the module owns BEGIN/COMMIT/ROLLBACK) or
-   * `withConnection` (the callback owns the session, transactions included).
+   * @internal Made by DatabaseService: for `transaction` (the module owns BEGIN/COMMIT/ROLLBACK; the
+   * options it began with) or `withConnection` (the callback owns the session, transactions included).
    */
   constructor(
     db: DatabasePool,
-    client: pg.PoolClient,
+    private readonly connection: pg.PoolClient,
     private readonly scope: 'transaction' | 'session',
+    private readonly transactionOptions: TransactionOptions = {},
+    private readonly state: ConnectionState = { broken: false, sessionChanged: false, savepoints: 0, doomed: false },
   ) {
     super(db);
-    this.client = client;
+  }
+
+  /** @internal The connection broke: it is destroyed on release, and no ROLLBACK or session reset is tried on it. */
+  get broken(): boolean {
+    return this.state.broken;
+  }
+
+  set broken(broken: boolean) {
+    this.state.broken = broken;
+  }
+
+  /** @internal A statement changed session state (SET, RESET, LISTEN …): reset the session before release. */
+  get sessionChanged(): boolean {
+    return this.state.sessionChanged;
+  }
+
+  /** @internal A nested transaction's work could not be undone: the transaction must roll back. */
+  get doomed(): boolean {
+    return this.state.doomed;
   }
 
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.guard(text);
-    const result = await this.onClient((client) => runStatement(client, text, values, shape));
-    if (changesSession(text, result.command)) this.sessionChanged = true;
+    const result = await this.onClient(this.usableClient(), (client) => runStatement(client, text, values, shape), true);
+    if (changesSession(text, result.command)) this.state.sessionChanged = true;
     return result;
   }
 
@@ -57,15 +89,15 @@ export class ScopedConnection extends Queryable {
     this.guard(text);
     const client = this.usableClient();
     // A cursor reports no command tag to look at: the text decides (CREATE TABLE … AS runs through one too).
-    if (statementFacts(text).sessionText) this.sessionChanged = true;
+    if (statementFacts(text).sessionText) this.state.sessionChanged = true;
     this.streaming = true;
     try {
       // The connection is the callback's, not the stream's: on the idle deadline it is ended (the server
-      // rolls the transaction back) and the handle refuses everything after, COMMIT included, so a
-      // transaction never commits half a read. Session state of withConnection is gone with it.
+      // rolls the transaction back) and every handle on it refuses everything after, COMMIT included,
+      // so a transaction never commits half a read. Session state of withConnection is gone with it.
       const onIdle = {
         ended: (error: StreamIdleTimeoutError) => {
-          this.idledOut = error;
+          this.state.idledOut = error;
           this.firstError ??= error;
         },
       };
@@ -78,46 +110,105 @@ export class ScopedConnection extends Queryable {
     }
   }
 
+  /**
+   * Runs `fn` in a nested transaction: a SAVEPOINT on this connection, RELEASEd when `fn` resolves,
+   * rolled back to (and released) when it throws; the error propagates and this transaction stays
+   * usable. `fn` gets a handle of its own, valid while it runs (this one refuses statements
+   * meanwhile: they would land inside the savepoint). A nested transaction never retries on its own:
+   * a serialization failure or deadlock propagates to the outermost transaction, which reruns all of
+   * its callback. It cannot change the isolation level or READ ONLY: `options` may only repeat those
+   * of the outermost transaction (its retries are ignored).
+   */
+  async transaction<T>(fn: (tx: ScopedConnection) => Promise<T>, options: TransactionOptions = {}): Promise<T> {
+    if (this.scope !== 'transaction') {
+      throw new InvalidQueryError('A withConnection handle is not in a transaction() of the module: send BEGIN and COMMIT through it, or use db.transaction()');
+    }
+    refuseNestedCharacteristics(this.transactionOptions, options);
+    const client = this.usableClient();
+    const savepoint = `sp_${++this.state.savepoints}`;
+    const nested = new ScopedConnection(this.db, client, 'transaction', this.transactionOptions, this.state);
+    this.nestedOpen = true;
+    try {
+      await this[CONTROL](`SAVEPOINT ${savepoint}`);
+      let result: T;
+      try {
+        result = await runInTransactionScope(this.db, nested, fn);
+      } catch (error) {
+        await this.rollbackToSavepoint(savepoint);
+        throw error;
+      }
+      try {
+        await this[CONTROL](`RELEASE SAVEPOINT ${savepoint}`);
+      } catch (error) {
+        // A statement in the savepoint failed and `fn` caught it: the server refuses RELEASE (25P02).
+        // As COMMIT does for the outermost, the savepoint's work is undone and that failure reported.
+        if (this.broken) throw error;
+        await this.rollbackToSavepoint(savepoint);
+        throw nested.firstError ?? error;
+      }
+      return result;
+    } finally {
+      this.nestedOpen = false;
+    }
+  }
+
+  private async rollbackToSavepoint(savepoint: string): Promise<void> {
+    if (this.broken) return; // the whole transaction is gone with the connection
+    try {
+      await this[CONTROL](`ROLLBACK TO SAVEPOINT ${savepoint}; RELEASE SAVEPOINT ${savepoint}`);
+    } catch {
+      // The savepoint's work may still be part of the transaction: it must never commit, nor the connection be reused.
+      this.state.doomed = true;
+      this.db.markUnusable(this.connection);
+    }
+  }
+
   private guard(text: string): void {
     this.db.guardStatement(text);
     if (this.scope === 'transaction' && statementFacts(text).transactionControl) {
       throw new InvalidQueryError(
-        'BEGIN, COMMIT and ROLLBACK of a transaction() are the module\'s: return from the callback to commit, throw to roll back (SAVEPOINT and ROLLBACK TO SAVEPOINT are allowed)',
+        "BEGIN, COMMIT and ROLLBACK of a transaction() are the module's: return from the callback to commit, throw to roll back, call tx.transaction() for a savepoint (SAVEPOINT and ROLLBACK TO SAVEPOINT are allowed)",
       );
     }
   }
 
-  /** @internal */
+  /** @internal Sends one of the module's fixed statements, also after the callback ended (COMMIT, ROLLBACK). */
   [CONTROL](statement: string): Promise<pg.QueryResult> {
-    return this.onClient((client) => client.query(statement));
+    // After a stream's idle deadline the connection is gone: COMMIT (or anything) reports why.
+    if (this.state.idledOut) return Promise.reject(this.state.idledOut);
+    return this.onClient(this.connection, (client) => client.query(statement), false);
   }
 
   private usableClient(): pg.PoolClient {
-    if (this.client === undefined) {
+    if (!this.live) {
       throw new InvalidQueryError('This connection handle was used after its transaction or withConnection callback ended');
     }
-    if (this.idledOut) throw this.idledOut;
+    if (this.state.idledOut) throw this.state.idledOut;
     if (this.streaming) {
       throw new InvalidQueryError('A stream is still reading on this connection: finish or break out of its loop before sending another query');
     }
-    return this.client;
+    if (this.nestedOpen) {
+      throw new InvalidQueryError(
+        "A nested transaction is open on this connection: query through the handle its callback received (or the service, which joins it), or await the nested transaction first",
+      );
+    }
+    return this.connection;
   }
 
-  private async onClient(query: (client: pg.PoolClient) => Promise<pg.QueryResult>): Promise<pg.QueryResult> {
-    const client = this.usableClient();
+  private async onClient(client: pg.PoolClient, query: (client: pg.PoolClient) => Promise<pg.QueryResult>, callers: boolean): Promise<pg.QueryResult> {
     try {
       return await query(client);
     } catch (error) {
       if (isConnectionUnusable(error)) this.broken = true;
       this.db.discardIfBroken(client, error);
       const mapped = this.db.mapError(error);
-      this.firstError ??= mapped;
+      if (callers) this.firstError ??= mapped;
       throw mapped;
     }
   }
 
-  /** @internal Detaches the handle from its connection (before the connection is released). */
+  /** @internal Detaches the handle from its connection (before the module's COMMIT/ROLLBACK and the release). */
   end(): void {
-    this.client = undefined;
+    this.live = false;
   }
 }

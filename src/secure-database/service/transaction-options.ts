@@ -58,3 +58,24 @@ export function isRetryableTransactionError(error: unknown): boolean {
 export function retryDelayMs(attempt: number): number {
   return Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
 }
+
+/**
+ * A nested transaction is a savepoint of the outermost one, which cannot change the isolation level
+ * or READ ONLY: options that ask for other characteristics than the outermost began with are
+ * refused rather than silently not applied (repeating them is allowed, so a method that needs
+ * SERIALIZABLE can say so and still be called inside a SERIALIZABLE transaction). retries is
+ * validated and ignored: only the outermost transaction reruns.
+ */
+export function refuseNestedCharacteristics(outermost: TransactionOptions, nested: TransactionOptions): void {
+  planTransaction(nested);
+  if (nested.isolationLevel !== undefined && nested.isolationLevel !== outermost.isolationLevel) {
+    throw new InvalidQueryError(
+      'A nested transaction runs in a savepoint, which cannot change the isolation level: leave isolationLevel out of the nested call, or give the outermost transaction the level it needs',
+    );
+  }
+  if (nested.readOnly !== undefined && nested.readOnly !== (outermost.readOnly ?? false)) {
+    throw new InvalidQueryError(
+      'A nested transaction runs in a savepoint, which cannot change READ ONLY: leave readOnly out of the nested call, or give the outermost transaction the readOnly it needs',
+    );
+  }
+}
