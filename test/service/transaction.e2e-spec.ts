@@ -216,8 +216,10 @@ describe('DatabaseService.transaction', () => {
     } finally {
       spy.mockRestore();
     }
-    expect(deadlocks).toHaveLength(1);
-    expect(attempts).toBe(3);
+    // One deadlock is forced; a rerun, which no longer waits for the other, may now and then meet it in
+    // a deadlock again (seen about once in twenty runs). Each deadlock costs exactly one rerun.
+    expect(deadlocks.length).toBeGreaterThanOrEqual(1);
+    expect(attempts).toBe(2 + deadlocks.length);
     expect(await f.db.fetchval('SELECT sum(balance)::int FROM accounts')).toBe(200);
   });
 
