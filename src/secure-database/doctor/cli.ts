@@ -11,6 +11,11 @@ async function main(): Promise<number> {
     const { runMigrateCommand } = await import('../migrate/migrate-command.js');
     return runMigrateCommand({ ...io, argv: rest });
   }
+  if (command === 'local-db') {
+    // Outside dist/secure-database: the local server code (src/local-postgres) ships for this command only.
+    const { runLocalDbCommand } = await import('../../local-db/local-db-command.js');
+    return runLocalDbCommand({ ...io, argv: rest });
+  }
   return runDoctorCommand({ ...io, argv: process.argv.slice(2) });
 }
 
