@@ -184,6 +184,13 @@ describe('migrate (the built CLI) on a real cluster', () => {
     expect(run.stderr).toMatch(/^warning: DATABASE_MIGRATION_URL is not set: migrating as the DATABASE_URL role\./);
   });
 
+  it("DATABASE_PASSWORD (the app role's) does not replace the owner's password of DATABASE_MIGRATION_URL", async () => {
+    await write('1_users.sql', 'CREATE TABLE users (id int);\n');
+    const run = await migrate([], { DATABASE_PASSWORD: appRole.password });
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
+    expect((await query("SELECT tableowner FROM pg_tables WHERE tablename = 'users'")).rows).toEqual([{ tableowner: owner.facts.user }]);
+  });
+
   it('migrate create writes an empty timestamped file; names without a numeric prefix are refused (exit 2)', async () => {
     const created = await runCli(['migrate', 'create', 'Create Users', '--dir', dir], {});
     expect(created.code).toBe(0);

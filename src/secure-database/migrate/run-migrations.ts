@@ -54,8 +54,14 @@ const DEFAULT_LOCK_WAIT_MS = 10 * 60_000;
 /** Resolves the module options for the owner role: DATABASE_MIGRATION_URL as the URL, everything else as the app's. */
 export function migrationDatabaseOptions(options: Pick<RunMigrationsOptions, 'url' | 'database' | 'env'>, warn: (line: string) => void): { options: SecureDatabaseModuleOptions; urlName: string } {
   const env = options.env ?? process.env;
-  const base: SecureDatabaseModuleOptions = { ...readDatabaseEnv(env), ...options.database };
   const url = options.url ?? (env.DATABASE_MIGRATION_URL?.trim() || undefined);
+  const fromEnv = readDatabaseEnv(env);
+  if (url) {
+    // DATABASE_PASSWORD(_FILE) is the app role's and would win over the owner's password in the migration URL.
+    delete fromEnv.password;
+    delete fromEnv.passwordFile;
+  }
+  const base: SecureDatabaseModuleOptions = { ...fromEnv, ...options.database };
   // One connection is all a run uses.
   const shared = { ...base, poolMax: 1 };
   if (url) {
@@ -102,7 +108,8 @@ async function withMigrationPool<T>(options: RunMigrationsOptions, fn: (db: Data
   if (config.pooler.mode === 'transaction') {
     throw new ConfigurationError([`${urlName} goes through a transaction pooler: migrations need a direct connection to the server (its own host and port)`]);
   }
-  for (const warning of config.warnings) log(`warning: ${warning}`);
+  // The module's warnings name DATABASE_URL: here they are about the migration URL.
+  for (const warning of config.warnings) log(`warning: ${urlName === 'DATABASE_URL' ? warning : warning.replace(/DATABASE_URL\b/g, urlName)}`);
   const db = new DatabasePool(config);
   try {
     return await db.withClient((client) => fn(db, client));
