@@ -29,3 +29,10 @@ export { Transactional, type TransactionalOptions } from './secure-database/serv
 export { DatabaseHealthIndicator, type DatabasePingOptions } from './secure-database/health/database.health.js';
 export { DatabaseExceptionFilter, type DatabaseErrorBody } from './secure-database/filter/database-exception.filter.js';
 export { databaseErrorStatus, type DatabaseErrorResponse } from './secure-database/filter/database-error-status.js';
+export {
+  runMigrations,
+  migrationStatus,
+  MigrationError,
+  type RunMigrationsOptions,
+  type MigrationStatusEntry,
+} from './secure-database/migrate/run-migrations.js';
