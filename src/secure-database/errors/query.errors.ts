@@ -64,6 +64,14 @@ export class LockTimeoutError extends QueryError {
   }
 }
 
+/**
+ * 25P02 in_failed_sql_transaction: a statement ran in a transaction after an earlier one failed. The
+ * earlier error is the one to look at; this one only says the transaction can do nothing more.
+ */
+export class InFailedTransactionError extends QueryError {
+  override readonly code = 'DB_IN_FAILED_TRANSACTION';
+}
+
 /** The library refused to send a query: more than one statement, an invalid identifier, a misused template. */
 export class InvalidQueryError extends SecureDatabaseError {
   readonly code = 'DB_INVALID_QUERY';

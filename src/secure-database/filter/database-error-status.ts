@@ -54,6 +54,8 @@ const BY_CODE: Record<DatabaseErrorCode, DatabaseErrorResponse> = {
   // withConnection/LISTEN behind a transaction pooler without DATABASE_DIRECT_URL: the app's setup.
   DB_SESSION_UNAVAILABLE: internal,
   DB_TOO_MANY_ROWS: internal,
+  // A statement after a failed one in the same transaction: the app's control flow, not the client's.
+  DB_IN_FAILED_TRANSACTION: internal,
   // An unbounded query in the app: the server's fault, not the client's.
   DB_RESULT_TOO_LARGE: internal,
   // The database returned what the code does not expect: the app's (or its migrations') fault.
