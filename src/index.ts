@@ -26,5 +26,11 @@ export type { RowOptions, SchemaOutput } from './secure-database/service/row-sch
 export type { ScopedConnection } from './secure-database/service/scoped-connection.js';
 export { DEFAULT_TRANSACTION_RETRIES, type TransactionOptions, type IsolationLevel } from './secure-database/service/transaction-options.js';
 export { DatabaseHealthIndicator, type DatabasePingOptions } from './secure-database/health/database.health.js';
-export { DatabaseExceptionFilter, type DatabaseErrorBody } from './secure-database/filter/database-exception.filter.js';
+export {
+  DATABASE_EXCEPTION_FILTER_OPTIONS,
+  DatabaseExceptionFilter,
+  type DatabaseErrorBody,
+  type DatabaseErrorReplyContext,
+  type DatabaseExceptionFilterOptions,
+} from './secure-database/filter/database-exception.filter.js';
 export { databaseErrorStatus, type DatabaseErrorResponse } from './secure-database/filter/database-error-status.js';
