@@ -11,6 +11,7 @@ import { type TlsPolicy, resolveTlsPolicy } from '../tls/tls-policy.js';
 import { type CloudFacts, defaultApplicationName, detectCloud } from './cloud-platform.js';
 import { type HostPort, parseDatabaseUrl } from './database-url.js';
 import { DATABASE_DEFAULTS, type ValidatedOptions, validateSecureDatabaseOptions } from './secure-database-options.schema.js';
+import { typeParsers } from './type-parsers.js';
 
 /** Everything the pool needs, decided once at startup. Holds the password: never log this object whole. */
 export interface ResolvedDatabaseConfig {
@@ -151,6 +152,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     idleInTransactionTimeoutMs: options.idleInTransactionTimeoutMs,
   };
 
+  const types = typeParsers(options.int8, options.numeric);
   const client: pg.ClientConfig = {
     host: url.host,
     port: url.port,
@@ -175,6 +177,8 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     query_timeout: options.statementTimeoutMs + connectMs,
     enableChannelBinding: channelBinding !== 'disable',
     ...(params.sslnegotiation === 'direct' ? { sslnegotiation: 'direct' } : {}),
+    // Per pool, never pg.types.setTypeParser: that would change every pg client in the process.
+    ...(types ? { types } : {}),
   };
   Object.defineProperty(client, 'password', { value: login.password, enumerable: false });
 

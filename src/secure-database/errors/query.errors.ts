@@ -72,6 +72,18 @@ export class InFailedTransactionError extends QueryError {
   override readonly code = 'DB_IN_FAILED_TRANSACTION';
 }
 
+/**
+ * An int8 value outside ±Number.MAX_SAFE_INTEGER arrived with DATABASE_INT8=number: as a number it
+ * would have been silently rounded. The value is not in the message (it is data).
+ */
+export class Int8OutOfRangeError extends SecureDatabaseError {
+  readonly code = 'DB_INT8_OUT_OF_RANGE';
+
+  constructor() {
+    super('An int8 value is outside the safe integer range of a JavaScript number (DATABASE_INT8=number): read it as bigint or string (DATABASE_INT8=bigint, or cast it in SQL)');
+  }
+}
+
 /** The library refused to send a query: more than one statement, an invalid identifier, a misused template. */
 export class InvalidQueryError extends SecureDatabaseError {
   readonly code = 'DB_INVALID_QUERY';

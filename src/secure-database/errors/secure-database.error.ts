@@ -29,7 +29,8 @@ export type DatabaseErrorCode =
   | 'DB_SERVER_ROLE_MISMATCH'
   | 'DB_SESSION_UNAVAILABLE'
   | 'DB_STREAM_IDLE_TIMEOUT'
-  | 'DB_IN_FAILED_TRANSACTION';
+  | 'DB_IN_FAILED_TRANSACTION'
+  | 'DB_INT8_OUT_OF_RANGE';
 
 /**
  * Names of the schema objects the server reported for an error (its `schema_name`, `table_name`,

@@ -39,6 +39,7 @@ export async function* cursorRows<R>(
   onBroken: () => void = () => undefined,
 ): AsyncGenerator<R> {
   const cursor = new Cursor<R>(text, values ?? null);
+  const parsing = catchParseErrors(cursor);
   // pg arms its client-side query_timeout for every submitted query and disarms it when the query
   // calls back, which a cursor never does: a stream outliving it would be failed by it, even one
   // whose transaction raised statement_timeout on purpose. The server's statement_timeout bounds
@@ -74,6 +75,7 @@ export async function* cursorRows<R>(
   try {
     for (;;) {
       const rows = await promiseTimeout(backstopMs, cursor.read(batchSize), destroy);
+      if (parsing.failure) throw parsing.failure;
       if (rows.length === 0) {
         open = false;
         return;
@@ -86,7 +88,8 @@ export async function* cursorRows<R>(
       }
     }
   } catch (error) {
-    if (error instanceof StreamIdleTimeoutError) throw error;
+    // The portal is still open after a value that did not parse: `finally` closes it.
+    if (error instanceof StreamIdleTimeoutError || error === parsing.failure) throw error;
     // No portal to close after an error: pg-cursor has sent Sync, which ended it (closing it again would
     // wait for a ReadyForQuery that never comes).
     open = false;
@@ -106,6 +109,26 @@ export async function* cursorRows<R>(
       });
     }
   }
+}
+
+/**
+ * pg-cursor parses each row inside the socket's data handler without a try: a type parser that throws
+ * there (DATABASE_INT8=number meeting a value it cannot hold) would be an uncaught exception. The
+ * first failure is kept instead (later rows skipped) and thrown by the read that got the batch.
+ */
+function catchParseErrors(cursor: object): { failure?: unknown } {
+  const state: { failure?: unknown } = {};
+  const target = cursor as unknown as { handleDataRow(message: unknown): void };
+  const handleDataRow = target.handleDataRow.bind(cursor);
+  target.handleDataRow = (message) => {
+    if (state.failure !== undefined) return;
+    try {
+      handleDataRow(message);
+    } catch (error) {
+      state.failure = error;
+    }
+  };
+  return state;
 }
 
 /**
