@@ -30,6 +30,12 @@ describe('resolveDatabaseConfig', () => {
     expect(problems).toMatch(/DATABASE_NUMERIC \(numeric\) must be one of \[string, number\]/);
   });
 
+  it('DATABASE_ROW_CASE: none by default, camel from the environment, anything else named', () => {
+    expect(resolveDatabaseConfig({ url: URL_ }, {}).rowCase).toBe('none');
+    expect(resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_ROW_CASE: 'camel' }), {}).rowCase).toBe('camel');
+    expect(problemsOf(() => resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_ROW_CASE: 'snake' }), {}))).toMatch(/DATABASE_ROW_CASE \(rowCase\) must be one of \[none, camel\]/);
+  });
+
   it('defaults to verify-full against Node CA store, keepalive on, and the documented timeouts', () => {
     const c = resolveDatabaseConfig({ url: URL_ }, {});
     expect(c.tls).toMatchObject({ requestedMode: 'verify-full', mode: 'verify-full', verifiesChain: true, verifiesHostname: true, caSource: 'node-default' });

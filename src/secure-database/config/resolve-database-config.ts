@@ -12,6 +12,7 @@ import { type CloudFacts, defaultApplicationName, detectCloud } from './cloud-pl
 import { type HostPort, parseDatabaseUrl } from './database-url.js';
 import { DATABASE_DEFAULTS, type ValidatedOptions, validateSecureDatabaseOptions } from './secure-database-options.schema.js';
 import { typeParsers } from './type-parsers.js';
+import type { RowCase } from '../service/row-case.js';
 
 /** Everything the pool needs, decided once at startup. Holds the password: never log this object whole. */
 export interface ResolvedDatabaseConfig {
@@ -48,6 +49,8 @@ export interface ResolvedDatabaseConfig {
   pipelining: boolean;
   /** Prepared statements per connection for autocommit statements; 0 behind a transaction pooler. */
   statementCacheSize: number;
+  /** DATABASE_ROW_CASE: camel renames the columns of the query helpers' and streams' rows (service/row-case.ts). */
+  rowCase: RowCase;
   warnings: string[];
 }
 
@@ -209,6 +212,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     maxRows: options.maxRows,
     pipelining: options.pipelining && pooler.mode !== 'transaction',
     statementCacheSize: pooler.mode === 'transaction' ? 0 : options.statementCacheSize,
+    rowCase: options.rowCase,
     warnings,
   };
 }

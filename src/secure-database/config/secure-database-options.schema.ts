@@ -3,6 +3,7 @@ import { CHANNEL_BINDING_MODES, type ChannelBindingMode } from '../auth/channel-
 import type { PasswordProvider } from '../credentials/password-source.js';
 import type { MinimumSslMode, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
 import { POOLER_MODES, type PoolerMode } from '../pooler/pooler-mode.js';
+import { ROW_CASES, type RowCase } from '../service/row-case.js';
 import { INT8_MODES, type Int8Mode, NUMERIC_MODES, type NumericMode } from './type-parsers.js';
 
 /** Each option's environment variable: the public contract of `databaseConfig`. */
@@ -40,6 +41,7 @@ export const DATABASE_ENV_NAMES = {
   channelBinding: 'DATABASE_CHANNEL_BINDING',
   int8: 'DATABASE_INT8',
   numeric: 'DATABASE_NUMERIC',
+  rowCase: 'DATABASE_ROW_CASE',
 } as const satisfies Record<Exclude<keyof SecureDatabaseModuleOptions, 'name'>, string>;
 
 export const DATABASE_DEFAULTS = {
@@ -60,6 +62,7 @@ export const DATABASE_DEFAULTS = {
   sslMinMode: 'require' as MinimumSslMode,
   int8: 'string' as Int8Mode,
   numeric: 'string' as NumericMode,
+  rowCase: 'none' as RowCase,
 };
 
 /** Options after validation: numbers are numbers, defaults applied (connectTimeoutMs may come from the URL). */
@@ -99,6 +102,7 @@ export interface ValidatedOptions {
   channelBinding?: ChannelBindingMode;
   int8: Int8Mode;
   numeric: NumericMode;
+  rowCase: RowCase;
 }
 
 const label = (key: keyof typeof DATABASE_ENV_NAMES) => `${DATABASE_ENV_NAMES[key]} (${key})`;
@@ -175,6 +179,10 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
     .valid(...NUMERIC_MODES)
     .default(DATABASE_DEFAULTS.numeric)
     .label(label('numeric')),
+  rowCase: Joi.string()
+    .valid(...ROW_CASES)
+    .default(DATABASE_DEFAULTS.rowCase)
+    .label(label('rowCase')),
 })
   .or('url', 'urlFile')
   .oxor('url', 'urlFile')

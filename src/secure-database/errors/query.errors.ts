@@ -84,6 +84,21 @@ export class Int8OutOfRangeError extends SecureDatabaseError {
   }
 }
 
+/**
+ * With DATABASE_ROW_CASE=camel two result columns map to the same key (`a_b` and `aB`), so one would
+ * overwrite the other. Columns are named by position (1-based), not by name: alias one in the SQL.
+ */
+export class RowCaseCollisionError extends SecureDatabaseError {
+  readonly code = 'DB_ROW_CASE_COLLISION';
+
+  constructor(
+    readonly firstColumn: number,
+    readonly secondColumn: number,
+  ) {
+    super(`Result columns ${firstColumn} and ${secondColumn} map to the same camelCase key (DATABASE_ROW_CASE=camel): alias one of them in the SQL`);
+  }
+}
+
 /** The library refused to send a query: more than one statement, an invalid identifier, a misused template. */
 export class InvalidQueryError extends SecureDatabaseError {
   readonly code = 'DB_INVALID_QUERY';

@@ -30,7 +30,8 @@ export type DatabaseErrorCode =
   | 'DB_SESSION_UNAVAILABLE'
   | 'DB_STREAM_IDLE_TIMEOUT'
   | 'DB_IN_FAILED_TRANSACTION'
-  | 'DB_INT8_OUT_OF_RANGE';
+  | 'DB_INT8_OUT_OF_RANGE'
+  | 'DB_ROW_CASE_COLLISION';
 
 /**
  * Names of the schema objects the server reported for an error (its `schema_name`, `table_name`,

@@ -58,6 +58,8 @@ const BY_CODE: Record<DatabaseErrorCode, DatabaseErrorResponse> = {
   DB_IN_FAILED_TRANSACTION: internal,
   // DATABASE_INT8=number met a value a number cannot hold: the app's configuration.
   DB_INT8_OUT_OF_RANGE: internal,
+  // Two columns of a query in the app map to one key: the app's SQL.
+  DB_ROW_CASE_COLLISION: internal,
   // An unbounded query in the app: the server's fault, not the client's.
   DB_RESULT_TOO_LARGE: internal,
   // The database returned what the code does not expect: the app's (or its migrations') fault.

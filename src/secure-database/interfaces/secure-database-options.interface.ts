@@ -129,6 +129,12 @@ export interface SecureDatabaseModuleOptions {
    * `number` (parseFloat: rounds to double precision). Arrays too. Applies to this connection's pools only.
    */
   numeric?: 'string' | 'number';
+  /**
+   * Row keys of the query helpers and streams (DATABASE_ROW_CASE): `none` keeps the column names (the
+   * default), `camel` maps them (created_at -> createdAt) once per result, not per row. Two columns
+   * mapping to one key is a RowCaseCollisionError. Raw pg use (@InjectPool) is not affected.
+   */
+  rowCase?: 'none' | 'camel';
 }
 
 export interface SecureDatabaseOptionsFactory {
