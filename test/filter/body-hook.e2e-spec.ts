@@ -28,6 +28,7 @@ const conduit: DatabaseExceptionFilterOptions = {
 describe.each([
   ['express', 'factory'],
   ['fastify', 'global-options'],
+  ['express', 'provider-options'],
 ] as const)('DatabaseExceptionFilter body/status hooks on %s (%s registration)', (platform, filter) => {
   let app: INestApplication;
   let logs: LogCapture;

@@ -3,7 +3,7 @@ import { APP_FILTER, HttpAdapterHost, ModuleRef } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import type pg from 'pg';
-import { DatabaseExceptionFilter, type DatabaseExceptionFilterOptions } from '../../src/secure-database/filter/database-exception.filter.js';
+import { DATABASE_EXCEPTION_FILTER_OPTIONS, DatabaseExceptionFilter, type DatabaseExceptionFilterOptions } from '../../src/secure-database/filter/database-exception.filter.js';
 import { SecureDatabaseModule } from '../../src/secure-database/secure-database.module.js';
 import { getPoolToken } from '../../src/secure-database/secure-database.utils.js';
 import { LogCapture } from '../support/log-capture.js';
@@ -18,9 +18,10 @@ export interface FailingRoutesAppOptions {
   /**
    * `provider`: APP_FILTER with useClass (reads appEnv from the module); `global`: useGlobalFilters(new
    * DatabaseExceptionFilter(adapterHost)) (reads APP_ENV); `global-module-ref`: the same given ModuleRef too (reads the module);
-   * `factory`: APP_FILTER with useFactory, given `filterOptions`; `global-options`: useGlobalFilters with ModuleRef and `filterOptions`.
+   * `factory`: APP_FILTER with useFactory, given `filterOptions`; `global-options`: useGlobalFilters with ModuleRef and `filterOptions`;
+   * `provider-options`: APP_FILTER with useClass and `filterOptions` provided as DATABASE_EXCEPTION_FILTER_OPTIONS.
    */
-  filter?: 'provider' | 'global' | 'global-module-ref' | 'factory' | 'global-options';
+  filter?: 'provider' | 'global' | 'global-module-ref' | 'factory' | 'global-options' | 'provider-options';
   filterOptions?: DatabaseExceptionFilterOptions;
   /** Create the tables (once per scratch database). Default true. */
   schema?: boolean;
@@ -35,7 +36,8 @@ export async function createFailingRoutesApp(options: FailingRoutesAppOptions): 
     controllers: [FailingRoutesController],
     providers: [
       { provide: FAILING_ROUTE_DEPS, useValue: options.deps },
-      ...(filter === 'provider' ? [{ provide: APP_FILTER, useClass: DatabaseExceptionFilter }] : []),
+      ...(filter === 'provider' || filter === 'provider-options' ? [{ provide: APP_FILTER, useClass: DatabaseExceptionFilter }] : []),
+      ...(filter === 'provider-options' ? [{ provide: DATABASE_EXCEPTION_FILTER_OPTIONS, useValue: options.filterOptions }] : []),
       ...(filter === 'factory'
         ? [
             {
