@@ -40,6 +40,8 @@ describe('int8 and numeric parsing per module', () => {
     ]);
     expect(await asNumber.db.fetchval('SELECT $1::int8', [String(Number.MAX_SAFE_INTEGER)])).toBe(Number.MAX_SAFE_INTEGER);
     expect(await asNumber.db.fetchval('SELECT ARRAY[1.5, NULL]::numeric[]')).toEqual([1.5, null]);
+    // The module's own pg.Pool (@InjectPool()) is one of its pools: same parsers.
+    expect((await asNumber.db.pool.query('SELECT count(*) AS n FROM ledger')).rows).toEqual([{ n: 2 }]);
   });
 
   it('int8 as bigint (from DATABASE_INT8), numeric left as pg has it', async () => {
