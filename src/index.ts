@@ -27,7 +27,13 @@ export type { ScopedConnection } from './secure-database/service/scoped-connecti
 export { DEFAULT_TRANSACTION_RETRIES, type TransactionOptions, type IsolationLevel } from './secure-database/service/transaction-options.js';
 export { Transactional, type TransactionalOptions } from './secure-database/service/transactional.js';
 export { DatabaseHealthIndicator, type DatabasePingOptions } from './secure-database/health/database.health.js';
-export { DatabaseExceptionFilter, type DatabaseErrorBody } from './secure-database/filter/database-exception.filter.js';
+export {
+  DATABASE_EXCEPTION_FILTER_OPTIONS,
+  DatabaseExceptionFilter,
+  type DatabaseErrorBody,
+  type DatabaseErrorReplyContext,
+  type DatabaseExceptionFilterOptions,
+} from './secure-database/filter/database-exception.filter.js';
 export { databaseErrorStatus, type DatabaseErrorResponse } from './secure-database/filter/database-error-status.js';
 export {
   runMigrations,

@@ -3,7 +3,7 @@ import { APP_FILTER, HttpAdapterHost, ModuleRef } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import type pg from 'pg';
-import { DatabaseExceptionFilter } from '../../src/secure-database/filter/database-exception.filter.js';
+import { DATABASE_EXCEPTION_FILTER_OPTIONS, DatabaseExceptionFilter, type DatabaseExceptionFilterOptions } from '../../src/secure-database/filter/database-exception.filter.js';
 import { SecureDatabaseModule } from '../../src/secure-database/secure-database.module.js';
 import { getPoolToken } from '../../src/secure-database/secure-database.utils.js';
 import { LogCapture } from '../support/log-capture.js';
@@ -17,9 +17,12 @@ export interface FailingRoutesAppOptions {
   platform?: 'express' | 'fastify';
   /**
    * `provider`: APP_FILTER with useClass (reads appEnv from the module); `global`: useGlobalFilters(new
-   * DatabaseExceptionFilter(adapterHost)) (reads APP_ENV); `global-module-ref`: the same given ModuleRef too (reads the module).
+   * DatabaseExceptionFilter(adapterHost)) (reads APP_ENV); `global-module-ref`: the same given ModuleRef too (reads the module);
+   * `factory`: APP_FILTER with useFactory, given `filterOptions`; `global-options`: useGlobalFilters with ModuleRef and `filterOptions`;
+   * `provider-options`: APP_FILTER with useClass and `filterOptions` provided as DATABASE_EXCEPTION_FILTER_OPTIONS.
    */
-  filter?: 'provider' | 'global' | 'global-module-ref';
+  filter?: 'provider' | 'global' | 'global-module-ref' | 'factory' | 'global-options' | 'provider-options';
+  filterOptions?: DatabaseExceptionFilterOptions;
   /** Create the tables (once per scratch database). Default true. */
   schema?: boolean;
 }
@@ -33,7 +36,17 @@ export async function createFailingRoutesApp(options: FailingRoutesAppOptions): 
     controllers: [FailingRoutesController],
     providers: [
       { provide: FAILING_ROUTE_DEPS, useValue: options.deps },
-      ...(filter === 'provider' ? [{ provide: APP_FILTER, useClass: DatabaseExceptionFilter }] : []),
+      ...(filter === 'provider' || filter === 'provider-options' ? [{ provide: APP_FILTER, useClass: DatabaseExceptionFilter }] : []),
+      ...(filter === 'provider-options' ? [{ provide: DATABASE_EXCEPTION_FILTER_OPTIONS, useValue: options.filterOptions }] : []),
+      ...(filter === 'factory'
+        ? [
+            {
+              provide: APP_FILTER,
+              useFactory: (adapterHost: HttpAdapterHost, ref: ModuleRef) => new DatabaseExceptionFilter(adapterHost, ref, options.filterOptions),
+              inject: [HttpAdapterHost, ModuleRef],
+            },
+          ]
+        : []),
     ],
   })
     .setLogger(logs)
@@ -42,6 +55,7 @@ export async function createFailingRoutesApp(options: FailingRoutesAppOptions): 
   app.useLogger(logs);
   if (filter === 'global') app.useGlobalFilters(new DatabaseExceptionFilter(app.get(HttpAdapterHost)));
   if (filter === 'global-module-ref') app.useGlobalFilters(new DatabaseExceptionFilter(app.get(HttpAdapterHost), app.get(ModuleRef)));
+  if (filter === 'global-options') app.useGlobalFilters(new DatabaseExceptionFilter(app.get(HttpAdapterHost), app.get(ModuleRef), options.filterOptions));
   await app.init();
   if (platform === 'fastify') await (app as NestFastifyApplication).getHttpAdapter().getInstance().ready();
   if (schema) await app.get<pg.Pool>(getPoolToken()).query(SCHEMA_SQL);

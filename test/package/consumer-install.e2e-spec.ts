@@ -54,7 +54,7 @@ describe('the packed package in fresh consumer apps (ESM and CommonJS), as the R
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'secure-pg-consumers-'));
-    // Pack from a copy without dist/, as from a fresh clone: prepack/prepare must build it. (Packing in
+    // Pack from a copy without dist/, as from a fresh clone: prepack must build it. (Packing in
     // the repository would also rebuild the dist/ that other spec files are running.)
     const source = join(work, 'source');
     await mkdir(source);

@@ -22,6 +22,20 @@ function problemsOf(fn: () => unknown): string {
 }
 
 describe('resolveDatabaseConfig', () => {
+  it('DATABASE_INT8 and DATABASE_NUMERIC: unset leaves pg its own parsers (no types in the client config); a wrong value is named', () => {
+    expect(resolveDatabaseConfig({ url: URL_ }, {}).client.types).toBeUndefined();
+    expect(resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_INT8: 'bigint' }), {}).client.types).toBeDefined();
+    const problems = problemsOf(() => resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_INT8: 'float', DATABASE_NUMERIC: 'bigint' }), {}));
+    expect(problems).toMatch(/DATABASE_INT8 \(int8\) must be one of \[string, number, bigint\]/);
+    expect(problems).toMatch(/DATABASE_NUMERIC \(numeric\) must be one of \[string, number\]/);
+  });
+
+  it('DATABASE_ROW_CASE: none by default, camel from the environment, anything else named', () => {
+    expect(resolveDatabaseConfig({ url: URL_ }, {}).rowCase).toBe('none');
+    expect(resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_ROW_CASE: 'camel' }), {}).rowCase).toBe('camel');
+    expect(problemsOf(() => resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_ROW_CASE: 'snake' }), {}))).toMatch(/DATABASE_ROW_CASE \(rowCase\) must be one of \[none, camel\]/);
+  });
+
   it('defaults to verify-full against Node CA store, keepalive on, and the documented timeouts', () => {
     const c = resolveDatabaseConfig({ url: URL_ }, {});
     expect(c.tls).toMatchObject({ requestedMode: 'verify-full', mode: 'verify-full', verifiesChain: true, verifiesHostname: true, caSource: 'node-default' });

@@ -11,6 +11,8 @@ import { type TlsPolicy, resolveTlsPolicy } from '../tls/tls-policy.js';
 import { type CloudFacts, defaultApplicationName, detectCloud } from './cloud-platform.js';
 import { type HostPort, parseDatabaseUrl } from './database-url.js';
 import { DATABASE_DEFAULTS, type ValidatedOptions, validateSecureDatabaseOptions } from './secure-database-options.schema.js';
+import { typeParsers } from './type-parsers.js';
+import type { RowCase } from '../service/row-case.js';
 
 /** Everything the pool needs, decided once at startup. Holds the password: never log this object whole. */
 export interface ResolvedDatabaseConfig {
@@ -47,6 +49,8 @@ export interface ResolvedDatabaseConfig {
   pipelining: boolean;
   /** Prepared statements per connection for autocommit statements; 0 behind a transaction pooler. */
   statementCacheSize: number;
+  /** DATABASE_ROW_CASE: camel renames the columns of the query helpers' and streams' rows (service/row-case.ts). */
+  rowCase: RowCase;
   warnings: string[];
 }
 
@@ -151,6 +155,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     idleInTransactionTimeoutMs: options.idleInTransactionTimeoutMs,
   };
 
+  const types = typeParsers(options.int8, options.numeric);
   const client: pg.ClientConfig = {
     host: url.host,
     port: url.port,
@@ -175,6 +180,8 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     query_timeout: options.statementTimeoutMs + connectMs,
     enableChannelBinding: channelBinding !== 'disable',
     ...(params.sslnegotiation === 'direct' ? { sslnegotiation: 'direct' } : {}),
+    // Per pool, never pg.types.setTypeParser: that would change every pg client in the process.
+    ...(types ? { types } : {}),
   };
   Object.defineProperty(client, 'password', { value: login.password, enumerable: false });
 
@@ -205,6 +212,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     maxRows: options.maxRows,
     pipelining: options.pipelining && pooler.mode !== 'transaction',
     statementCacheSize: pooler.mode === 'transaction' ? 0 : options.statementCacheSize,
+    rowCase: options.rowCase,
     warnings,
   };
 }

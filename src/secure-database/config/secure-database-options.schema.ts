@@ -3,6 +3,8 @@ import { CHANNEL_BINDING_MODES, type ChannelBindingMode } from '../auth/channel-
 import type { PasswordProvider } from '../credentials/password-source.js';
 import type { MinimumSslMode, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
 import { POOLER_MODES, type PoolerMode } from '../pooler/pooler-mode.js';
+import { ROW_CASES, type RowCase } from '../service/row-case.js';
+import { INT8_MODES, type Int8Mode, NUMERIC_MODES, type NumericMode } from './type-parsers.js';
 
 /** Each option's environment variable: the public contract of `databaseConfig`. */
 export const DATABASE_ENV_NAMES = {
@@ -37,6 +39,9 @@ export const DATABASE_ENV_NAMES = {
   directUrl: 'DATABASE_DIRECT_URL',
   readOnly: 'DATABASE_READ_ONLY',
   channelBinding: 'DATABASE_CHANNEL_BINDING',
+  int8: 'DATABASE_INT8',
+  numeric: 'DATABASE_NUMERIC',
+  rowCase: 'DATABASE_ROW_CASE',
 } as const satisfies Record<Exclude<keyof SecureDatabaseModuleOptions, 'name'>, string>;
 
 export const DATABASE_DEFAULTS = {
@@ -55,6 +60,9 @@ export const DATABASE_DEFAULTS = {
   pipelining: false,
   statementCacheSize: 100,
   sslMinMode: 'require' as MinimumSslMode,
+  int8: 'string' as Int8Mode,
+  numeric: 'string' as NumericMode,
+  rowCase: 'none' as RowCase,
 };
 
 /** Options after validation: numbers are numbers, defaults applied (connectTimeoutMs may come from the URL). */
@@ -92,6 +100,9 @@ export interface ValidatedOptions {
   directUrl?: string;
   readOnly: boolean;
   channelBinding?: ChannelBindingMode;
+  int8: Int8Mode;
+  numeric: NumericMode;
+  rowCase: RowCase;
 }
 
 const label = (key: keyof typeof DATABASE_ENV_NAMES) => `${DATABASE_ENV_NAMES[key]} (${key})`;
@@ -160,6 +171,18 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
   directUrl: Joi.string().label(label('directUrl')),
   readOnly: Joi.boolean().truthy('1', 'yes').falsy('0', 'no').default(false).label(label('readOnly')),
   channelBinding: Joi.string().valid(...CHANNEL_BINDING_MODES).label(label('channelBinding')),
+  int8: Joi.string()
+    .valid(...INT8_MODES)
+    .default(DATABASE_DEFAULTS.int8)
+    .label(label('int8')),
+  numeric: Joi.string()
+    .valid(...NUMERIC_MODES)
+    .default(DATABASE_DEFAULTS.numeric)
+    .label(label('numeric')),
+  rowCase: Joi.string()
+    .valid(...ROW_CASES)
+    .default(DATABASE_DEFAULTS.rowCase)
+    .label(label('rowCase')),
 })
   .or('url', 'urlFile')
   .oxor('url', 'urlFile')

@@ -64,6 +64,41 @@ export class LockTimeoutError extends QueryError {
   }
 }
 
+/**
+ * 25P02 in_failed_sql_transaction: a statement ran in a transaction after an earlier one failed. The
+ * earlier error is the one to look at; this one only says the transaction can do nothing more.
+ */
+export class InFailedTransactionError extends QueryError {
+  override readonly code = 'DB_IN_FAILED_TRANSACTION';
+}
+
+/**
+ * An int8 value outside ±Number.MAX_SAFE_INTEGER arrived with DATABASE_INT8=number: as a number it
+ * would have been silently rounded. The value is not in the message (it is data).
+ */
+export class Int8OutOfRangeError extends SecureDatabaseError {
+  readonly code = 'DB_INT8_OUT_OF_RANGE';
+
+  constructor() {
+    super('An int8 value is outside the safe integer range of a JavaScript number (DATABASE_INT8=number): read it as bigint or string (DATABASE_INT8=bigint, or cast it in SQL)');
+  }
+}
+
+/**
+ * With DATABASE_ROW_CASE=camel two result columns map to the same key (`a_b` and `aB`), so one would
+ * overwrite the other. Columns are named by position (1-based), not by name: alias one in the SQL.
+ */
+export class RowCaseCollisionError extends SecureDatabaseError {
+  readonly code = 'DB_ROW_CASE_COLLISION';
+
+  constructor(
+    readonly firstColumn: number,
+    readonly secondColumn: number,
+  ) {
+    super(`Result columns ${firstColumn} and ${secondColumn} map to the same camelCase key (DATABASE_ROW_CASE=camel): alias one of them in the SQL`);
+  }
+}
+
 /** The library refused to send a query: more than one statement, an invalid identifier, a misused template. */
 export class InvalidQueryError extends SecureDatabaseError {
   readonly code = 'DB_INVALID_QUERY';

@@ -14,6 +14,7 @@ import {
   DeadlockError,
   ExclusionViolationError,
   ForeignKeyViolationError,
+  InFailedTransactionError,
   InvalidInputError,
   LockTimeoutError,
   NotNullViolationError,
@@ -23,9 +24,9 @@ import {
   StatementTimeoutError,
   UniqueViolationError,
 } from './query.errors.js';
-import { SecureDatabaseError } from './secure-database.error.js';
+import { type SchemaFacts, SecureDatabaseError } from './secure-database.error.js';
 
-type ErrorClass = new (message: string, options: { cause?: unknown; sqlstate?: string }) => SecureDatabaseError;
+type ErrorClass = new (message: string, options: { cause?: unknown; sqlstate?: string; schemaFacts?: SchemaFacts }) => SecureDatabaseError;
 
 const BY_SQLSTATE: Record<string, [ErrorClass, string]> = {
   '23505': [UniqueViolationError, 'unique constraint violated'],
@@ -37,6 +38,10 @@ const BY_SQLSTATE: Record<string, [ErrorClass, string]> = {
   '40P01': [DeadlockError, 'deadlock detected'],
   '57014': [StatementTimeoutError, 'statement cancelled (statement timeout)'],
   '55P03': [LockTimeoutError, 'lock not available (lock timeout)'],
+  '25P02': [
+    InFailedTransactionError,
+    'an earlier statement in this transaction failed; later statements are ignored until it ends: use a nested transaction (savepoint) to continue after an error',
+  ],
   '25006': [ReadOnlyTransactionError, 'the server accepts no writes (read-only transaction, standby or demoted primary)'],
   '53300': [TooManyConnectionsError, 'the server has no connection slots left'],
   '57P01': [ConnectionError, 'connection terminated by an administrator'],
@@ -113,14 +118,30 @@ export interface DriverErrorCode {
   code?: string;
 }
 
+/**
+ * The schema objects a server error names: kept in production too, so code that branches on
+ * `error.constraint` behaves the same in every environment. Names are the app's own schema, not
+ * user data; `detail`, `where` and `hint` quote values and SQL and are never kept.
+ */
+function schemaFactsOf(error: unknown): SchemaFacts {
+  if (!(error instanceof pg.DatabaseError)) return {};
+  const facts: SchemaFacts = {};
+  if (error.schema) facts.schema = error.schema;
+  if (error.table) facts.table = error.table;
+  if (error.column) facts.column = error.column;
+  if (error.constraint) facts.constraint = error.constraint;
+  return facts;
+}
+
 function build(Cls: ErrorClass, summary: string, error: unknown, sqlstate: string | undefined, verbose: boolean): SecureDatabaseError {
   const message = sqlstate ? `${summary} (SQLSTATE ${sqlstate})` : summary;
+  const schemaFacts = schemaFactsOf(error);
   if (!verbose) {
     const code = errorCode(error);
-    return new Cls(message, { cause: (code ? { code } : {}) satisfies DriverErrorCode, sqlstate });
+    return new Cls(message, { cause: (code ? { code } : {}) satisfies DriverErrorCode, sqlstate, schemaFacts });
   }
   const driverMessage = error instanceof Error ? error.message : String(error);
-  return new Cls(`${message}: ${driverMessage}`, { cause: error, sqlstate });
+  return new Cls(`${message}: ${driverMessage}`, { cause: error, sqlstate, schemaFacts });
 }
 
 /** Maps anything node-postgres, pg-pool or the network threw onto the library's typed errors. */

@@ -54,6 +54,12 @@ const BY_CODE: Record<DatabaseErrorCode, DatabaseErrorResponse> = {
   // withConnection/LISTEN behind a transaction pooler without DATABASE_DIRECT_URL: the app's setup.
   DB_SESSION_UNAVAILABLE: internal,
   DB_TOO_MANY_ROWS: internal,
+  // A statement after a failed one in the same transaction: the app's control flow, not the client's.
+  DB_IN_FAILED_TRANSACTION: internal,
+  // DATABASE_INT8=number met a value a number cannot hold: the app's configuration.
+  DB_INT8_OUT_OF_RANGE: internal,
+  // Two columns of a query in the app map to one key: the app's SQL.
+  DB_ROW_CASE_COLLISION: internal,
   // An unbounded query in the app: the server's fault, not the client's.
   DB_RESULT_TOO_LARGE: internal,
   // The database returned what the code does not expect: the app's (or its migrations') fault.

@@ -1,4 +1,4 @@
-import { type ArgumentsHost, Catch, type ExceptionFilter, HttpStatus, Logger, Optional } from '@nestjs/common';
+import { type ArgumentsHost, Catch, type ExceptionFilter, HttpStatus, Inject, Logger, Optional } from '@nestjs/common';
 import { HttpAdapterHost, ModuleRef } from '@nestjs/core';
 import pg from 'pg';
 import { normalizeAppEnv } from '../config/resolve-database-config.js';
@@ -6,7 +6,7 @@ import { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { toDatabaseError } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { getDatabasePoolToken } from '../secure-database.utils.js';
-import { databaseErrorStatus, reasonPhrase } from './database-error-status.js';
+import { type DatabaseErrorResponse, databaseErrorStatus, reasonPhrase } from './database-error-status.js';
 import { REQUEST_ID_HEADER, requestIdOf, routePatternOf } from './request-context.js';
 
 /** The JSON body sent for a database error: Nest's usual shape plus the library's stable code. */
@@ -23,6 +23,30 @@ export interface DatabaseErrorBody {
   detail?: string;
 }
 
+/** What the filter hands the `status` and `body` hooks besides the (sanitized) error. */
+export interface DatabaseErrorReplyContext extends DatabaseErrorResponse {
+  /** The body the filter would send: a starting point to extend or ignore. */
+  defaultBody: DatabaseErrorBody;
+  /** True in development/test (the default connection's appEnv, else APP_ENV): driver text may be shown. */
+  verbose: boolean;
+}
+
+/**
+ * Shapes the HTTP answer. The hooks receive the sanitized error (in production its message and cause
+ * carry no driver text; `error.constraint`, `error.table`, `error.column` and `error.schema` are there
+ * in every environment) and never see SQL or values. The request id header, Retry-After (from the
+ * library's mapping) and the log line stay the filter's.
+ */
+export interface DatabaseExceptionFilterOptions {
+  /** The status to send; default the library's mapping (`context.status`). */
+  status?: (error: SecureDatabaseError, context: DatabaseErrorReplyContext) => number;
+  /** The JSON body to send; default `context.defaultBody`. `context.status` is the status being sent. */
+  body?: (error: SecureDatabaseError, context: DatabaseErrorReplyContext) => object;
+}
+
+/** Injection token for DatabaseExceptionFilterOptions when the filter is an APP_FILTER with useClass. */
+export const DATABASE_EXCEPTION_FILTER_OPTIONS = Symbol('DATABASE_EXCEPTION_FILTER_OPTIONS');
+
 /**
  * Answers the library's typed errors and raw node-postgres DatabaseErrors (from `@InjectPool()`) with
  * a sanitized JSON body and status (see databaseErrorStatus), through the HttpAdapterHost so Express
@@ -33,7 +57,8 @@ export interface DatabaseErrorBody {
  * SQLSTATE, the library code, method + route pattern and the request id (x-request-id, echoed back).
  *
  *   providers: [{ provide: APP_FILTER, useClass: DatabaseExceptionFilter }]
- *   app.useGlobalFilters(new DatabaseExceptionFilter(app.get(HttpAdapterHost), app.get(ModuleRef)))
+ *   providers: [{ provide: APP_FILTER, useFactory: (a, m) => new DatabaseExceptionFilter(a, m, { body }), inject: [HttpAdapterHost, ModuleRef] }]
+ *   app.useGlobalFilters(new DatabaseExceptionFilter(app.get(HttpAdapterHost), app.get(ModuleRef), { body }))
  */
 @Catch(SecureDatabaseError, pg.DatabaseError)
 export class DatabaseExceptionFilter implements ExceptionFilter<SecureDatabaseError | pg.DatabaseError> {
@@ -43,6 +68,7 @@ export class DatabaseExceptionFilter implements ExceptionFilter<SecureDatabaseEr
   constructor(
     private readonly adapterHost: HttpAdapterHost,
     @Optional() private readonly moduleRef?: ModuleRef,
+    @Optional() @Inject(DATABASE_EXCEPTION_FILTER_OPTIONS) private readonly options: DatabaseExceptionFilterOptions = {},
   ) {}
 
   catch(exception: SecureDatabaseError | pg.DatabaseError, host: ArgumentsHost): void {
@@ -60,17 +86,10 @@ export class DatabaseExceptionFilter implements ExceptionFilter<SecureDatabaseEr
     const response = host.switchToHttp().getResponse<unknown>();
     const adapter = this.adapterHost.httpAdapter;
     const requestId = requestIdOf(request);
-    const where = `${adapter.getRequestMethod(request)} ${routePatternOf(request)}`;
-    this.log(status, `${where} -> ${status} ${summary(error)} [request ${requestId}]`, driver);
-
-    if (adapter.isHeadersSent(response)) {
-      adapter.end(response);
-      return;
-    }
     // A 500 is the server's own fault (credentials, TLS, a missing table): in production the client
     // learns no more than that, not which of them (the log line has the real code and SQLSTATE).
     const exposed = status !== HttpStatus.INTERNAL_SERVER_ERROR || verbose;
-    const body: DatabaseErrorBody = {
+    const defaultBody: DatabaseErrorBody = {
       statusCode: status,
       message,
       error: reasonPhrase(status),
@@ -78,9 +97,36 @@ export class DatabaseExceptionFilter implements ExceptionFilter<SecureDatabaseEr
       ...(exposed && error.sqlstate ? { sqlstate: error.sqlstate } : {}),
       ...(driver ? { detail: driver.message } : {}),
     };
+    const reply = this.shape(error, { status, message, retryAfterSeconds, defaultBody, verbose });
+    const where = `${adapter.getRequestMethod(request)} ${routePatternOf(request)}`;
+    // The status actually sent, so the line matches the access log.
+    this.log(reply.status, `${where} -> ${reply.status} ${summary(error)} [request ${requestId}]`, driver);
+
+    if (adapter.isHeadersSent(response)) {
+      adapter.end(response);
+      return;
+    }
     adapter.setHeader(response, REQUEST_ID_HEADER, requestId);
     if (retryAfterSeconds !== undefined) adapter.setHeader(response, 'Retry-After', String(retryAfterSeconds));
-    adapter.reply(response, body, status);
+    adapter.reply(response, reply.body, reply.status);
+  }
+
+  /** Runs the app's hooks; one that throws or returns nonsense falls back to the default answer. */
+  private shape(error: SecureDatabaseError, context: DatabaseErrorReplyContext): { status: number; body: object } {
+    const { status: statusHook, body: bodyHook } = this.options;
+    if (!statusHook && !bodyHook) return { status: context.status, body: context.defaultBody };
+    try {
+      const status = statusHook ? statusHook(error, context) : context.status;
+      if (!Number.isInteger(status) || status < 400 || status > 599) throw new TypeError(`the status hook returned ${String(status)}, not a 4xx or 5xx status`);
+      const body = bodyHook ? bodyHook(error, { ...context, status }) : context.defaultBody;
+      if (typeof body !== 'object' || body === null) throw new TypeError('the body hook returned no object');
+      return { status, body };
+    } catch (hookError) {
+      // In production only the class: the hook's message may quote what it read off the error.
+      const what = hookError instanceof Error ? (context.verbose ? `${hookError.name}: ${hookError.message}` : hookError.name) : typeof hookError;
+      this.logger.error(`the status/body hook threw (${what}); the default answer was sent`);
+      return { status: context.status, body: context.defaultBody };
+    }
   }
 
   private log(status: number, line: string, driver?: { message: string; detail?: string }): void {

@@ -118,6 +118,23 @@ export interface SecureDatabaseModuleOptions {
    * TLS channel), `prefer` uses it when the server offers it. Default `disable`, as in node-postgres.
    */
   channelBinding?: 'disable' | 'prefer' | 'require';
+  /**
+   * How int8 values (bigint columns, count(*), sum of integers) arrive (DATABASE_INT8): `string` as in
+   * pg (the default), `number` (a value beyond ±Number.MAX_SAFE_INTEGER is an Int8OutOfRangeError, never
+   * rounded) or `bigint`. Arrays of int8 too. Applies to this connection's pools only.
+   */
+  int8?: 'string' | 'number' | 'bigint';
+  /**
+   * How numeric (decimal) values arrive (DATABASE_NUMERIC): `string` as in pg (the default, exact) or
+   * `number` (parseFloat: rounds to double precision). Arrays too. Applies to this connection's pools only.
+   */
+  numeric?: 'string' | 'number';
+  /**
+   * Row keys of the query helpers and streams (DATABASE_ROW_CASE): `none` keeps the column names (the
+   * default), `camel` maps them (created_at -> createdAt) once per result, not per row. Two columns
+   * mapping to one key is a RowCaseCollisionError. Raw pg use (@InjectPool) is not affected.
+   */
+  rowCase?: 'none' | 'camel';
 }
 
 export interface SecureDatabaseOptionsFactory {

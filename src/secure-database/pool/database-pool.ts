@@ -7,6 +7,7 @@ import { ConnectionCredentials } from '../credentials/connection-credentials.js'
 import { ShuttingDownError, ConnectTimeoutError, SslNotActiveError } from '../errors/connection.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable, toDatabaseError } from '../errors/to-database-error.js';
+import { useCamelCaseRows } from '../service/row-case.js';
 import { connectToTarget } from '../failover/connect-to-target.js';
 import type { ServerState } from '../failover/target-session-attrs.js';
 import { refuseSessionStatement } from '../pooler/session-statements.js';
@@ -103,6 +104,7 @@ export class DatabasePool {
         // Before connect(): sees how the server authenticates, and enforces channel_binding=require while it does.
         observeAuthentication(this, config);
         this.on('error', () => unusable.add(this));
+        if (config.rowCase === 'camel') useCamelCaseRows(this);
       }
 
       override connect(): Promise<pg.Client>;

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { StatementEnvelope } from '../pooler/server-settings.js';
+import { camelCaseFields, camelCaseRowsOn } from './row-case.js';
 import type { StatementName } from './statement-cache.js';
 
 export type { StatementEnvelope };
@@ -11,6 +12,8 @@ interface PgQueryInternals {
   queryMode?: string;
   prepare(connection: PgConnection): void;
   handleDataRow(message: unknown): void;
+  handleRowDescription(message: { fields: Array<{ name: string }> }): void;
+  _canceledDueToError?: unknown;
   handleCommandComplete(message: unknown, connection: PgConnection): void;
   handleEmptyQuery(connection: PgConnection): void;
   handlePortalSuspended(connection: unknown): void;
@@ -72,6 +75,7 @@ class BoundedQuery extends PgQuery {
     private readonly keepRows: boolean,
     private readonly envelope: StatementEnvelope = NO_ENVELOPE,
     private readonly evict?: readonly string[],
+    private readonly camelCase = false,
   ) {
     super(...pgQueryArguments(statement, callback));
     this.name = statement.name;
@@ -96,6 +100,19 @@ class BoundedQuery extends PgQuery {
   // The Sync already on its way ends the portal: nothing more to fetch.
   override handlePortalSuspended(): void {
     this.envelopeAhead = -1;
+  }
+
+  // Renamed before pg builds its row template from the fields; a collision fails the query the way a
+  // row that does not parse does (pg skips the rows, then reports it at ReadyForQuery).
+  override handleRowDescription(message: { fields: Array<{ name: string }> }): void {
+    if (this.camelCase) {
+      try {
+        camelCaseFields(message.fields);
+      } catch (error) {
+        this._canceledDueToError ||= error; // pg starts it at false
+      }
+    }
+    super.handleRowDescription(message);
   }
 
   override handleDataRow(message: unknown): void {
@@ -128,6 +145,7 @@ export function queryBounded(
   return new Promise((resolve, reject) => {
     const callback: QueryCallback = (error, result) => (error ? reject(error) : resolve(result));
     const { text, values, rowMode } = config;
-    client.query(new BoundedQuery({ text, values: values as unknown[] | undefined, rowMode, name: named?.name }, callback, limit, keepRows, envelope, named?.evict));
+    const camelCase = !rowMode && camelCaseRowsOn(client);
+    client.query(new BoundedQuery({ text, values: values as unknown[] | undefined, rowMode, name: named?.name }, callback, limit, keepRows, envelope, named?.evict, camelCase));
   });
 }

@@ -4,6 +4,7 @@ import { ConnectionError } from '../errors/connection.errors.js';
 import { StreamIdleTimeoutError } from '../errors/stream.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
+import { camelCaseFields, camelCaseRowsOn } from './row-case.js';
 import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
 
 // setTimeout's ceiling.
@@ -39,6 +40,7 @@ export async function* cursorRows<R>(
   onBroken: () => void = () => undefined,
 ): AsyncGenerator<R> {
   const cursor = new Cursor<R>(text, values ?? null);
+  const parsing = catchParseErrors(cursor, camelCaseRowsOn(client));
   // pg arms its client-side query_timeout for every submitted query and disarms it when the query
   // calls back, which a cursor never does: a stream outliving it would be failed by it, even one
   // whose transaction raised statement_timeout on purpose. The server's statement_timeout bounds
@@ -74,6 +76,7 @@ export async function* cursorRows<R>(
   try {
     for (;;) {
       const rows = await promiseTimeout(backstopMs, cursor.read(batchSize), destroy);
+      if (parsing.failure) throw parsing.failure;
       if (rows.length === 0) {
         open = false;
         return;
@@ -86,7 +89,8 @@ export async function* cursorRows<R>(
       }
     }
   } catch (error) {
-    if (error instanceof StreamIdleTimeoutError) throw error;
+    // The portal is still open after a value that did not parse: `finally` closes it.
+    if (error instanceof StreamIdleTimeoutError || error === parsing.failure) throw error;
     // No portal to close after an error: pg-cursor has sent Sync, which ended it (closing it again would
     // wait for a ReadyForQuery that never comes).
     open = false;
@@ -106,6 +110,38 @@ export async function* cursorRows<R>(
       });
     }
   }
+}
+
+/**
+ * pg-cursor parses each row inside the socket's data handler without a try: a type parser that throws
+ * there (DATABASE_INT8=number meeting a value it cannot hold) would be an uncaught exception. The
+ * first failure is kept instead (later rows skipped) and thrown by the read that got the batch. With
+ * `camelCase` the fields are renamed (DATABASE_ROW_CASE=camel) before pg builds rows from them.
+ */
+function catchParseErrors(cursor: object, camelCase: boolean): { failure?: unknown } {
+  const state: { failure?: unknown } = {};
+  const target = cursor as { handleDataRow(message: unknown): void; handleRowDescription(message: { fields: Array<{ name: string }> }): void };
+  const handleDataRow = target.handleDataRow.bind(cursor);
+  target.handleDataRow = (message) => {
+    if (state.failure !== undefined) return;
+    try {
+      handleDataRow(message);
+    } catch (error) {
+      state.failure = error;
+    }
+  };
+  if (camelCase) {
+    const handleRowDescription = target.handleRowDescription.bind(cursor);
+    target.handleRowDescription = (message) => {
+      try {
+        camelCaseFields(message.fields);
+      } catch (error) {
+        state.failure ??= error;
+      }
+      handleRowDescription(message);
+    };
+  }
+  return state;
 }
 
 /**
