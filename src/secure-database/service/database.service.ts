@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@nestjs/common';
 import pg from 'pg';
 import { SessionUnavailableError } from '../errors/pooler.errors.js';
-import { InvalidQueryError, QueryError } from '../errors/query.errors.js';
+import { InFailedTransactionError, InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
 import { cursorRows } from './cursor-rows.js';
@@ -192,7 +192,7 @@ export class DatabaseService extends Queryable {
       const commit = await tx[CONTROL]('COMMIT');
       // COMMIT of a transaction in which a statement failed (and `fn` caught the error) rolls back.
       if (commit.command === 'ROLLBACK') {
-        throw tx.firstError ?? new QueryError('the transaction had failed and was rolled back instead of committed', { sqlstate: '25P02' });
+        throw tx.firstError ?? new InFailedTransactionError('the transaction had failed and was rolled back instead of committed', { sqlstate: '25P02' });
       }
       return result;
     } finally {
