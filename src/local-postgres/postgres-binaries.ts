@@ -98,6 +98,7 @@ async function pinnedEmbedded(major: number): Promise<Candidate> {
       await run('npm', ['install', '--prefix', staging, '--no-save', '--no-audit', '--no-fund', '--loglevel=error', `${PLATFORM_PACKAGE}@${version}`], {
         maxBuffer: 16 * 1024 * 1024,
       });
+      await chmod(staging, 0o755); // mkdtemp made it private: the server account needs to reach it when no parent hides it
       await rename(staging, prefix).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error; // another run finished first: use its copy
       });
