@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { LocalPostgresCluster, createCluster, initTemplate, randomPassword } from '../local-postgres/local-postgres-cluster.js';
@@ -34,10 +35,14 @@ export class NoPostgresBinariesError extends Error {
   }
 }
 
+// Where binaries the server account cannot reach are linked to: it must outlive this command (the server keeps running).
+const STAGING_DIR = join(tmpdir(), 'secure-pg-local-db-binaries');
+
 async function binaries(): Promise<{ bins: PostgresBinaries; account: ReturnType<typeof resolveServerAccount> }> {
   const account = resolveServerAccount();
   try {
-    return { bins: await findPostgresBinaries(account), account };
+    await mkdir(STAGING_DIR, { recursive: true, mode: 0o755 });
+    return { bins: await findPostgresBinaries(account, STAGING_DIR), account };
   } catch (error) {
     if (process.env.PG_BIN) throw error;
     throw new NoPostgresBinariesError();

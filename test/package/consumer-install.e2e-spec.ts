@@ -90,7 +90,7 @@ describe('the packed package in fresh consumer apps (ESM and CommonJS), as the R
 
   it('ships dist built from a clean tree, its types and sources-carrying maps, the changelog, and nothing local', async () => {
     expect(packedFiles).toEqual(expect.arrayContaining(['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'dist/index.js', 'dist/index.d.ts', 'dist/secure-database/secure-database.module.js']));
-    for (const path of packedFiles) expect(path).toMatch(/^(package\.json|README\.md|LICENSE|CHANGELOG\.md|dist\/index\.(js|d\.ts|js\.map)|dist\/secure-database\/.+\.(js|d\.ts|js\.map))$/);
+    for (const path of packedFiles) expect(path).toMatch(/^(package\.json|README\.md|LICENSE|CHANGELOG\.md|dist\/index\.(js|d\.ts|js\.map)|dist\/(secure-database|local-db|local-postgres)\/.+\.(js|d\.ts|js\.map))$/);
     expect(packedFiles.filter((path) => /\.spec\.|local-postgres\/(index|local-postgres|orphan-reaper|streaming-standby)\.|demo|main\./.test(path))).toEqual([]);
 
     const installed = join(work, 'esm', 'node_modules', 'nestjs-secure-postgres', 'dist');

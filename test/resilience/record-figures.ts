@@ -9,7 +9,8 @@
  * the file it names.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeMachine } from '../../bench/support/machine.js';
 import { findPostgresBinaries, resolveServerAccount } from '../../src/local-postgres/postgres-binaries.js';
@@ -57,8 +58,11 @@ async function main(): Promise<number> {
 
   const startedAt = new Date();
   const builtFrom = source(); // npm run resilience built dist just before
-  const bins = await findPostgresBinaries(resolveServerAccount());
-  const serverVersion = /\d+(\.\d+)*/.exec(execFileSync(bins.pgCtl, ['--version']).toString())?.[0] ?? 'unknown';
+  // Only the version is wanted here: a throwaway staging directory in case the binaries need linking.
+  const staging = await mkdtemp(join(tmpdir(), 'secure-pg-version-'));
+  await chmod(staging, 0o755);
+  const bins = await findPostgresBinaries(resolveServerAccount(), staging).finally(() => rm(staging, { recursive: true, force: true }));
+  const serverVersion = bins.version;
   const [date, cpu, os] = describeMachine({ serverVersion, tls: '' }, startedAt);
   await mkdir(join(ROOT, RESULTS_DIR), { recursive: true });
 

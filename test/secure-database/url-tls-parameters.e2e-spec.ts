@@ -1,11 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { AuthenticationError } from '../../src/index.js';
+import { AuthenticationError, ConfigurationError } from '../../src/index.js';
+import { DIRECT_TLS_NEEDS_17 } from '../../src/secure-database/pool/startup-connection.js';
 import { startDatabaseApp, startupError } from '../support/database-app.js';
 import { harness } from '../support/harness.js';
 import { SSL_REQUEST, SwitchableForwarder } from '../support/switchable-forwarder.js';
 import { startTlsReencryptingProxy } from '../support/tls-reencrypting-proxy.js';
 
 const h = harness();
+// Direct TLS needs PostgreSQL 17: on an older server (SECURE_PG_MAJOR=14 … 16) its test asserts the clear refusal instead.
+const directTls = h.binaries.major >= 17;
 /** The TLS cluster's URL for the app role, with `params`, dialled at `port` instead of the server's. */
 const urlAt = (port: number, params: Record<string, string> = {}) => h.tls.url(params).replace(`:${h.tls.facts.port}/`, `:${port}/`);
 
@@ -19,7 +22,7 @@ describe('DATABASE_URL sslnegotiation and channel_binding', () => {
     afterAll(() => forwarder.close());
 
     it.each([
-      ['direct', { sslnegotiation: 'direct' }],
+      ...(directTls ? [['direct', { sslnegotiation: 'direct' }] as const] : []),
       ['postgres (the default)', {}],
     ])('%s: the first bytes on the wire, and a verified, asserted connection', async (name, params) => {
       const index = forwarder.accepted;
@@ -39,6 +42,24 @@ describe('DATABASE_URL sslnegotiation and channel_binding', () => {
       } finally {
         await close();
       }
+    });
+  });
+
+  if (!directTls) describe(`sslnegotiation=direct on PostgreSQL ${h.binaries.major} (before 17)`, () => {
+    let forwarder: SwitchableForwarder;
+    beforeAll(async () => {
+      forwarder = await SwitchableForwarder.start(h.tls.facts.port);
+    });
+    afterAll(() => forwarder.close());
+
+    it('startup fails at once with a ConfigurationError naming the setting and the version, not a retried "connection reset"', async () => {
+      const index = forwarder.accepted;
+      const error = await startupError({ url: urlAt(forwarder.port, { sslnegotiation: 'direct' }), sslRootCert: h.caPem, startupRetries: 3 });
+      expect(error).toBeInstanceOf(ConfigurationError);
+      expect(error.message).toBe(`Invalid database configuration: ${DIRECT_TLS_NEEDS_17}`);
+      expect(forwarder.accepted).toBe(index + 1); // one attempt: retrying cannot help
+      expect(forwarder.firstChunks[index][0]).toBe(0x16); // it did try direct TLS
+      expect(error.message).not.toContain(h.tls.facts.password);
     });
   });
 

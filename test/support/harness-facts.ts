@@ -6,6 +6,6 @@ export const HARNESS_ENV = 'SECURE_PG_HARNESS_FILE';
 export interface HarnessFacts {
   caPath: string;
   unrelatedCaPath: string;
-  binaries: { binDir: string; pgCtl: string; initdb: string; source: string };
+  binaries: { binDir: string; pgCtl: string; initdb: string; source: string; version: string; major: number; notes: string[] };
   clusters: Record<string, LocalClusterFacts>;
 }

@@ -15,6 +15,8 @@ export interface Harness {
   plain: LocalPostgresCluster;
   /** TLS with a certificate for db.wrong-host.test, same CA. */
   wrongHost: LocalPostgresCluster;
+  /** The binaries every cluster of this run uses (SECURE_PG_MAJOR picks the major). */
+  binaries: HarnessFacts['binaries'];
 }
 
 let cached: Harness | undefined;
@@ -32,6 +34,7 @@ export function harness(): Harness {
     tls: new LocalPostgresCluster(facts.clusters.tls),
     plain: new LocalPostgresCluster(facts.clusters.plain),
     wrongHost: new LocalPostgresCluster(facts.clusters['tls-wrong-host']),
+    binaries: facts.binaries,
   };
   return cached;
 }

@@ -25,6 +25,8 @@ export async function startHarness(): Promise<LocalPostgres> {
     const tls = c.facts.caPath ? `TLS, certificate for ${c.facts.certificateHosts.join(', ')}` : 'no TLS';
     process.stdout.write(`[harness] cluster ${c.name.padEnd(14)} 127.0.0.1:${c.facts.port}  (${tls})\n`);
   }
-  process.stdout.write(`[harness] ${local.binaries.source} binaries (${local.binaries.binDir}), ready in ${Date.now() - started} ms\n`);
+  const b = local.binaries;
+  // Once per run, so a log always says which major the suite ran on and why those binaries.
+  process.stdout.write(`[harness] PostgreSQL ${b.version} (${b.source} binaries, ${b.binDir}${b.notes.length ? `; ${b.notes.join('; ')}` : ''}), ready in ${Date.now() - started} ms\n`);
   return local;
 }

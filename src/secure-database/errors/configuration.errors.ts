@@ -4,11 +4,12 @@ import { SecureDatabaseError } from './secure-database.error.js';
 export class ConfigurationError extends SecureDatabaseError {
   readonly code = 'DB_CONFIGURATION';
 
-  constructor(readonly problems: string[]) {
+  constructor(readonly problems: string[], options: { cause?: unknown } = {}) {
     super(
       problems.length === 1
         ? `Invalid database configuration: ${problems[0]}`
         : `Invalid database configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+      options,
     );
   }
 }

@@ -39,6 +39,14 @@ describe('toDatabaseError', () => {
     expect(mapped).toMatchObject({ code: 'DB_TLS_VERIFICATION_FAILED', cause: { code } });
   });
 
+  it('a reset before the TLS session was established says so (startup reads it as "no direct TLS"); any other reset does not', () => {
+    const handshake = Object.assign(new Error('Client network socket disconnected before secure TLS connection was established'), { code: 'ECONNRESET', host: 'db.internal' });
+    const mapped = toDatabaseError(handshake, { verbose: false });
+    expect({ name: mapped.name, message: mapped.message, cause: mapped.cause }).toEqual({ name: 'ConnectionError', message: 'connection reset during the TLS handshake', cause: { code: 'ECONNRESET' } });
+    const later = toDatabaseError(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }), { verbose: false });
+    expect(later.message).toBe('connection reset');
+  });
+
   it('a TLS failure keeps its code, never the certificate (names, fingerprints) that Node attaches', () => {
     const tls = Object.assign(new Error("Hostname/IP does not match certificate's altnames: DNS:db.secret-host.test"), {
       code: 'ERR_TLS_CERT_ALTNAME_INVALID',

@@ -56,6 +56,8 @@ const BY_SQLSTATE_CLASS: Record<string, [ErrorClass, string]> = {
   '08': [ConnectionError, 'connection failure'],
 };
 
+export const TLS_HANDSHAKE_RESET = 'connection reset during the TLS handshake';
+
 const NETWORK_CODES: Record<string, string> = {
   ECONNREFUSED: 'connection refused',
   ECONNRESET: 'connection reset',
@@ -151,6 +153,11 @@ export function toDatabaseError(error: unknown, { verbose }: ErrorMappingOptions
   if (error instanceof pg.DatabaseError && code) {
     const [Cls, summary] = BY_SQLSTATE[code] ?? BY_SQLSTATE_CLASS[code.slice(0, 2)] ?? [QueryError, 'the server rejected the statement'];
     return build(Cls, summary, error, code, verbose);
+  }
+  // Node's wording for a peer that hung up before the TLS session was established: kept apart, since
+  // startup tells a server that cannot speak direct TLS by it (pool/startup-connection.ts).
+  if (code === 'ECONNRESET' && String((error as { message?: unknown }).message).includes('before secure TLS connection was established')) {
+    return build(ConnectionError, TLS_HANDSHAKE_RESET, error, undefined, verbose);
   }
   if (code && NETWORK_CODES[code]) return build(ConnectionError, NETWORK_CODES[code], error, undefined, verbose);
   if (code && (TLS_CODES[code] || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_'))) {

@@ -1,6 +1,8 @@
 import type { Logger } from '@nestjs/common';
+import { ConfigurationError } from '../errors/configuration.errors.js';
 import { ConnectTimeoutError, ConnectionError, ServerRoleMismatchError, TooManyConnectionsError } from '../errors/connection.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
+import { TLS_HANDSHAKE_RESET } from '../errors/to-database-error.js';
 import { certificateExpiryWarning } from '../tls/certificate-expiry.js';
 import type { DatabasePool } from './database-pool.js';
 
@@ -13,6 +15,22 @@ function isTransient(error: SecureDatabaseError): boolean {
     error instanceof ConnectTimeoutError ||
     error instanceof TooManyConnectionsError ||
     error instanceof ServerRoleMismatchError
+  );
+}
+
+export const DIRECT_TLS_NEEDS_17 =
+  'sslnegotiation=direct needs PostgreSQL 17 or later on the server (or a proxy that accepts direct TLS): remove it from DATABASE_URL';
+
+/**
+ * A server before 17 reads a direct TLS ClientHello as a startup packet of absurd length and hangs
+ * up ("invalid length of startup packet"): a reset before the TLS session was established. Not
+ * retried: every attempt would end the same way.
+ */
+function directTlsRefused(db: DatabasePool, mapped: SecureDatabaseError): boolean {
+  return (
+    (db.config.client as { sslnegotiation?: string }).sslnegotiation === 'direct' &&
+    mapped instanceof ConnectionError &&
+    mapped.message.startsWith(TLS_HANDSHAKE_RESET)
   );
 }
 
@@ -42,6 +60,7 @@ async function openFirstConnection(db: DatabasePool, logger: Logger): Promise<vo
       return;
     } catch (error) {
       const mapped = db.mapError(error);
+      if (directTlsRefused(db, mapped)) throw new ConfigurationError([DIRECT_TLS_NEEDS_17], { cause: { code: 'ECONNRESET' } });
       if (!isTransient(mapped) || attempt >= startupRetries) throw mapped;
       const delay = Math.min(250 * 2 ** attempt, 4000) * (0.5 + Math.random());
       logger.warn(`Database not reachable yet (${mapped.code}); attempt ${attempt + 2} of ${startupRetries + 1} in ${Math.round(delay)} ms`);

@@ -78,7 +78,7 @@ export class DatabaseService extends Queryable {
   /**
    * A statement failed behind a transaction pooler. The Sync that ended its round trip rolled back the
    * implicit transaction it shared with the SET LOCAL timeouts, so nothing is left to undo. A statement
-   * that cannot run there (25001 on PostgreSQL 17 and later: VACUUM, CREATE INDEX CONCURRENTLY … in a
+   * that cannot run there (25001 on every supported major: VACUUM, CREATE INDEX CONCURRENTLY … in a
    * pipeline) is told where it can run.
    */
   private failEnveloped(error: unknown): never {
