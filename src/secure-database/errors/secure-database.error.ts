@@ -27,7 +27,8 @@ export type DatabaseErrorCode =
   | 'DB_READ_ONLY'
   | 'DB_SERVER_ROLE_MISMATCH'
   | 'DB_SESSION_UNAVAILABLE'
-  | 'DB_STREAM_IDLE_TIMEOUT';
+  | 'DB_STREAM_IDLE_TIMEOUT'
+  | 'DB_QUERY_CANCELLED';
 
 /**
  * Base of every error the library throws. `message` never carries SQL text, parameter values, schema
