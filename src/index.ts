@@ -22,6 +22,7 @@ export { CredentialProviderError } from './secure-database/credentials/connectio
 export type { PasswordProvider, PasswordProviderTarget } from './secure-database/credentials/password-source.js';
 export { sql, type SqlFragment } from './secure-database/service/sql.js';
 export type { Queryable, QueryInput, QueryOptions, QueryResult, Row, StreamOptions } from './secure-database/service/queryable.js';
+export type { CallOptions } from './secure-database/service/cancellation.js';
 export type { ScopedConnection } from './secure-database/service/scoped-connection.js';
 export { DEFAULT_TRANSACTION_RETRIES, type TransactionOptions, type IsolationLevel } from './secure-database/service/transaction-options.js';
 export { DatabaseHealthIndicator, type DatabasePingOptions } from './secure-database/health/database.health.js';

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { InvalidQueryError, NotFoundError, ResultTooLargeError, TooManyRowsError } from '../errors/query.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { type StatementEnvelope, queryBounded } from './bounded-query.js';
+import { type CallOptions, callOptionsOf, refuseTimeoutInTransaction, throwIfAborted, withCallTimeout } from './cancellation.js';
 import { type StatementCache, type StatementName, statementCacheFailure } from './statement-cache.js';
 import { statementFacts } from './statement-facts.js';
 import { SqlFragment } from './sql.js';
@@ -24,7 +25,7 @@ export interface QueryResult<R = Row> {
 type RowMode = 'array' | undefined;
 
 /** Per-call options of the buffered helpers `query` and `fetch`. */
-export interface QueryOptions {
+export interface QueryOptions extends CallOptions {
   /**
    * Most rows this call may buffer, instead of the module's maxRows (DATABASE_MAX_ROWS); more is a
    * ResultTooLargeError. `Infinity` lifts the limit for this call: only for results known to be small.
@@ -33,7 +34,7 @@ export interface QueryOptions {
 }
 
 /** Options of `stream`. */
-export interface StreamOptions {
+export interface StreamOptions extends CallOptions {
   /**
    * Rows fetched per round trip (default 500, or maxRows when lower): memory holds about one batch
    * whatever the result's size. At most the module's maxRows (DATABASE_MAX_ROWS).
@@ -46,6 +47,9 @@ export interface ResultShape {
   rowMode?: 'array';
   /** Most rows to keep (more is a ResultTooLargeError); 0 keeps none, only the row count. */
   maxRows: number;
+  /** The call's AbortSignal and statement_timeout (CallOptions), validated. */
+  signal?: AbortSignal;
+  timeoutMs?: number;
 }
 
 export const DEFAULT_STREAM_BATCH_SIZE = 500;
@@ -65,7 +69,7 @@ export abstract class Queryable {
   protected abstract run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult>;
 
   /** Reads one statement's rows batch by batch on the connection this handle stands for. */
-  protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R>;
+  protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R>;
 
   /** Rows, row count, command tag and fields. */
   query<R = Row>(query: SqlFragment, options?: QueryOptions): Promise<QueryResult<R>>;
@@ -85,30 +89,30 @@ export abstract class Queryable {
    * Exactly one row: NotFoundError on none, TooManyRowsError on more. The statement has run either
    * way; inside a transaction the error (left to propagate) rolls it back.
    */
-  fetchrow<R = Row>(query: SqlFragment): Promise<R>;
-  fetchrow<R = Row>(text: string, params?: readonly unknown[]): Promise<R>;
-  async fetchrow<R = Row>(query: QueryInput, params?: readonly unknown[]): Promise<R> {
-    const { rows } = await this.send(query, [params], undefined);
+  fetchrow<R = Row>(query: SqlFragment, options?: CallOptions): Promise<R>;
+  fetchrow<R = Row>(text: string, params?: readonly unknown[], options?: CallOptions): Promise<R>;
+  async fetchrow<R = Row>(query: QueryInput, ...rest: unknown[]): Promise<R> {
+    const { rows } = await this.send(query, rest, undefined);
     if (rows.length === 0) throw new NotFoundError();
     if (rows.length > 1) throw new TooManyRowsError(rows.length);
     return rows[0] as R;
   }
 
   /** The row, or null when there is none; TooManyRowsError on more than one. */
-  fetchMaybeRow<R = Row>(query: SqlFragment): Promise<R | null>;
-  fetchMaybeRow<R = Row>(text: string, params?: readonly unknown[]): Promise<R | null>;
-  async fetchMaybeRow<R = Row>(query: QueryInput, params?: readonly unknown[]): Promise<R | null> {
-    const { rows } = await this.send(query, [params], undefined);
+  fetchMaybeRow<R = Row>(query: SqlFragment, options?: CallOptions): Promise<R | null>;
+  fetchMaybeRow<R = Row>(text: string, params?: readonly unknown[], options?: CallOptions): Promise<R | null>;
+  async fetchMaybeRow<R = Row>(query: QueryInput, ...rest: unknown[]): Promise<R | null> {
+    const { rows } = await this.send(query, rest, undefined);
     if (rows.length > 1) throw new TooManyRowsError(rows.length);
     return (rows[0] as R | undefined) ?? null;
   }
 
   /** The first column of exactly one row (NotFoundError on none, TooManyRowsError on more). */
-  fetchval<V = unknown>(query: SqlFragment): Promise<V>;
-  fetchval<V = unknown>(text: string, params?: readonly unknown[]): Promise<V>;
-  async fetchval<V = unknown>(query: QueryInput, params?: readonly unknown[]): Promise<V> {
+  fetchval<V = unknown>(query: SqlFragment, options?: CallOptions): Promise<V>;
+  fetchval<V = unknown>(text: string, params?: readonly unknown[], options?: CallOptions): Promise<V>;
+  async fetchval<V = unknown>(query: QueryInput, ...rest: unknown[]): Promise<V> {
     // Array rows: the first column even when a later column has the same name.
-    const { rows, fields } = await this.send(query, [params], 'array');
+    const { rows, fields } = await this.send(query, rest, 'array');
     if (rows.length === 0) throw new NotFoundError();
     if (rows.length > 1) throw new TooManyRowsError(rows.length);
     if (fields.length === 0) throw new InvalidQueryError('fetchval needs a query that returns a column');
@@ -116,11 +120,11 @@ export abstract class Queryable {
   }
 
   /** Runs a statement; resolves to the number of rows it affected (0 when it reports none). Rows it returns are not kept. */
-  execute(query: SqlFragment): Promise<number>;
-  execute(text: string, params?: readonly unknown[]): Promise<number>;
-  async execute(query: QueryInput, params?: readonly unknown[]): Promise<number> {
-    const { text, values } = statementOf(query, [params]);
-    return (await this.run(text, values, { maxRows: 0 })).rowCount ?? 0;
+  execute(query: SqlFragment, options?: CallOptions): Promise<number>;
+  execute(text: string, params?: readonly unknown[], options?: CallOptions): Promise<number>;
+  async execute(query: QueryInput, ...rest: unknown[]): Promise<number> {
+    const { text, values, options } = statementOf(query, rest);
+    return (await this.run(text, values, { maxRows: 0, ...callOf(options) })).rowCount ?? 0;
   }
 
   /**
@@ -149,15 +153,22 @@ export abstract class Queryable {
     if (batchSize > maxRows) {
       throw new InvalidQueryError(`batchSize must be at most ${maxRows}, the module's maxRows (DATABASE_MAX_ROWS), since each batch is held in memory: lower batchSize or raise DATABASE_MAX_ROWS`);
     }
-    return this.streamRows<R>(text, values, batchSize);
+    return this.streamRows<R>(text, values, batchSize, callOf(options));
   }
 
   private send(query: QueryInput, rest: unknown[], rowMode: RowMode): Promise<pg.QueryResult> {
     const { text, values, options } = statementOf(query, rest);
     const maxRows = (options as QueryOptions).maxRows ?? this.db.config.maxRows;
     if (!(Number.isInteger(maxRows) && maxRows > 0) && maxRows !== Infinity) throw new InvalidQueryError('maxRows must be a whole number, at least 1, or Infinity');
-    return this.run(text, values, { rowMode, maxRows });
+    return this.run(text, values, { rowMode, maxRows, ...callOf(options) });
   }
+}
+
+/** The call options (signal, timeoutMs), validated; an already aborted signal rejects here, before anything is sent. */
+function callOf(options: object): CallOptions {
+  const call = callOptionsOf(options);
+  throwIfAborted(call.signal);
+  return call;
 }
 
 /** Text and values of a call `(text, params?, options?)` or `(sql\`…\`, options?)`, validated. */
@@ -196,6 +207,8 @@ export async function runStatement(
   named?: StatementName,
 ): Promise<pg.QueryResult> {
   const { maxRows, rowMode } = shape;
+  refuseTimeoutInTransaction(client, shape.timeoutMs);
+  envelope = withCallTimeout(envelope, shape.timeoutMs);
   const limit = maxRows === 0 || maxRows === Infinity || statementFacts(text).write ? 0 : maxRows + 1;
   const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope, named);
   if (limit !== 0 && result.rows.length > maxRows) throw new ResultTooLargeError(maxRows);

@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
-import type { StreamIdleTimeoutError } from '../errors/stream.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
+import { type CallOptions, cancellable, eitherSignal, throwIfAborted } from './cancellation.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
 import { changesSession, statementFacts } from './statement-facts.js';
@@ -31,7 +31,7 @@ export class ScopedConnection extends Queryable {
   /** A stream is reading on this connection: anything else sent now would queue behind it for ever. */
   private streaming = false;
   /** A stream's consumer stalled past the idle deadline: the connection was ended, and every later use gets this. */
-  private idledOut?: StreamIdleTimeoutError;
+  private idledOut?: SecureDatabaseError;
 
   /**
    * @internal Made by DatabaseService: for `transaction` (the module owns BEGIN/COMMIT/ROLLBACK) or
@@ -41,6 +41,8 @@ export class ScopedConnection extends Queryable {
     db: DatabasePool,
     client: pg.PoolClient,
     private readonly scope: 'transaction' | 'session',
+    /** The signal of the whole transaction / withConnection: once aborted, the handle sends nothing more. */
+    private readonly signal?: AbortSignal,
   ) {
     super(db);
     this.client = client;
@@ -48,13 +50,18 @@ export class ScopedConnection extends Queryable {
 
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.guard(text);
-    const result = await this.onClient((client) => runStatement(client, text, values, shape));
+    const signal = eitherSignal(this.signal, shape.signal);
+    throwIfAborted(signal);
+    const result = await this.onClient((client) => cancellable(this.db, client, signal, () => runStatement(client, text, values, shape)));
     if (changesSession(text, result.command)) this.sessionChanged = true;
     return result;
   }
 
-  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R> {
+  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R> {
     this.guard(text);
+    const signal = eitherSignal(this.signal, call.signal);
+    throwIfAborted(signal);
+    if (call.timeoutMs !== undefined) throw new InvalidQueryError('timeoutMs cannot be set for one stream on a connection handle: pass it to transaction(fn, { timeoutMs }) or withConnection(fn, { timeoutMs })');
     const client = this.usableClient();
     // A cursor reports no command tag to look at: the text decides (CREATE TABLE … AS runs through one too).
     if (statementFacts(text).sessionText) this.sessionChanged = true;
@@ -64,12 +71,12 @@ export class ScopedConnection extends Queryable {
       // rolls the transaction back) and the handle refuses everything after, COMMIT included, so a
       // transaction never commits half a read. Session state of withConnection is gone with it.
       const onIdle = {
-        ended: (error: StreamIdleTimeoutError) => {
+        ended: (error: SecureDatabaseError) => {
           this.idledOut = error;
           this.firstError ??= error;
         },
       };
-      yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, () => (this.broken = true));
+      yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, () => (this.broken = true), signal);
     } catch (error) {
       this.firstError ??= error as SecureDatabaseError;
       throw error;
@@ -108,7 +115,8 @@ export class ScopedConnection extends Queryable {
     try {
       return await query(client);
     } catch (error) {
-      if (isConnectionUnusable(error)) this.broken = true;
+      // Also when a cancel request could not be sent: the pool destroyed the connection.
+      if (isConnectionUnusable(error) || this.db.isUnusable(client)) this.broken = true;
       this.db.discardIfBroken(client, error);
       const mapped = this.db.mapError(error);
       this.firstError ??= mapped;
