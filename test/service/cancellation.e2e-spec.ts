@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type Socket, createConnection, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type pg from 'pg';
+import pg from 'pg';
 import { DatabaseService, InvalidQueryError, QueryCancelledError, StatementTimeoutError, sql } from '../../src/index.js';
 import { LocalPostgresCluster } from '../../src/local-postgres/index.js';
 import { startDatabaseApp } from '../support/database-app.js';
@@ -16,6 +16,8 @@ interface Target {
   db: DatabaseService;
   cluster: LocalPostgresCluster;
   admin: pg.Client;
+  /** statement_timeout as a plain client (no module, no SET LOCAL) sees it on the server connection the module used. */
+  serverSessionTimeout(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -28,7 +30,8 @@ async function startTarget(setup: Setup, poolMax = 1): Promise<Target> {
   const scratch = await scratchDatabase(h.tls);
   let bouncer: Pgbouncer | undefined;
   try {
-    if (setup.bouncer) bouncer = await startPgbouncer({ upstream: scratch.cluster, ca, poolSize: 5 });
+    // One server connection behind PgBouncer: whatever the module's statements left on it, a plain client sees next.
+    if (setup.bouncer) bouncer = await startPgbouncer({ upstream: scratch.cluster, ca, poolSize: 1 });
     const app = await startDatabaseApp({
       url: bouncer ? bouncer.url() : scratch.cluster.url(),
       sslRootCert: h.caPem,
@@ -46,6 +49,16 @@ async function startTarget(setup: Setup, poolMax = 1): Promise<Target> {
       db,
       cluster: scratch.cluster,
       admin,
+      serverSessionTimeout: async () => {
+        const url = bouncer ? bouncer.url() : scratch.cluster.url();
+        const client = new pg.Client({ connectionString: url.replace(/\?.*$/, ''), ssl: { ca: h.caPem } });
+        await client.connect();
+        try {
+          return (await client.query<{ statement_timeout: string }>('SHOW statement_timeout')).rows[0].statement_timeout;
+        } finally {
+          await client.end();
+        }
+      },
       close: async () => {
         await admin.end();
         await app.close();
@@ -185,6 +198,11 @@ describe.each<[string, Setup]>([
     const mixed = await Promise.all(Array.from({ length: 12 }, (_, i) => t.db.fetchval(show, [], i % 2 ? { timeoutMs: 1000 + i } : undefined)));
     expect(mixed).toEqual(Array.from({ length: 12 }, (_, i) => (i % 2 ? `${1000 + i}ms` : `${MODULE_STATEMENT_TIMEOUT_MS / 1000}s`)));
     expect(await t.db.fetchval(show)).toBe(`${MODULE_STATEMENT_TIMEOUT_MS / 1000}s`);
+    // Behind PgBouncer the module's own SET LOCAL would mask a leak: a plain client on the same server connection must see none.
+    if (setup.bouncer) {
+      await t.db.fetchval(show, [], { timeoutMs: 1234 });
+      expect(await t.serverSessionTimeout()).not.toBe('1234ms');
+    }
   });
 
   it('timeoutMs on a transaction: each of its statements, and nothing after it', async () => {

@@ -51,7 +51,6 @@ export class ScopedConnection extends Queryable {
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.guard(text);
     const signal = eitherSignal(this.signal, shape.signal);
-    throwIfAborted(signal);
     const result = await this.onClient((client) => cancellable(this.db, client, signal, () => runStatement(client, text, values, shape)));
     if (changesSession(text, result.command)) this.sessionChanged = true;
     return result;
