@@ -266,6 +266,32 @@ describe.each<[string, Setup]>([
     expect(await t.db.fetchval('SELECT count(*)::int FROM marks')).toBe(0);
   });
 
+  // Behind a transaction pooler withConnection needs DATABASE_DIRECT_URL (covered by the pooler specs).
+  (setup.bouncer ? it.skip : it)('withConnection: its signal cancels the running statement and the handle refuses more; timeoutMs holds for the session and is gone after release', async () => {
+    const show = "SELECT pg_catalog.current_setting('statement_timeout')";
+    expect(await t.db.withConnection(async (c) => [await c.fetchval(show), await c.fetchval(show)], { timeoutMs: 2345 })).toEqual(['2345ms', '2345ms']);
+    expect(await t.db.fetchval(show)).toBe(`${MODULE_STATEMENT_TIMEOUT_MS / 1000}s`);
+    const tag = `cancel-session-${Math.random()}`;
+    const controller = new AbortController();
+    let after: unknown;
+    const outcome = rejection(
+      t.db.withConnection(
+        async (c) => {
+          const error = await rejection(c.fetchval(`SELECT pg_sleep(30), '${tag}'`));
+          after = await rejection(c.fetchval('SELECT 1'));
+          throw error;
+        },
+        { signal: controller.signal },
+      ),
+    );
+    await until(async () => (await running(t.admin, tag)).length === 1);
+    controller.abort();
+    expect(await outcome).toBeInstanceOf(QueryCancelledError);
+    expect(after).toBeInstanceOf(QueryCancelledError);
+    expect(await running(t.admin, tag)).toEqual([]);
+    expect(await t.db.fetchval('SELECT 6')).toBe(6);
+  });
+
   it('a stream aborted while its consumer holds a row: the cursor is closed, the connection freed, the next pull rejects', async () => {
     const controller = new AbortController();
     const rows = t.db.stream(sql`SELECT g FROM generate_series(1, ${100000}::int) g`, { batchSize: 10, signal: controller.signal });
@@ -336,11 +362,14 @@ const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
 const PLAINTEXT_CANCEL_REQUEST = Buffer.from([0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e]);
 
 describe('the cancel request travels over TLS, as every other connection does', () => {
-  it('the connection that carries it opens with an SSLRequest, never a plaintext CancelRequest (the secret key stays encrypted)', async () => {
+  it.each<[string, Record<string, string>]>([
+    ['sslnegotiation=postgres (the default): the connection that carries it opens with an SSLRequest', {}],
+    ['sslnegotiation=direct: the connection that carries it opens with a TLS handshake, as the pooled ones do', { sslnegotiation: 'direct' }],
+  ])('%s, never a plaintext CancelRequest (the secret key stays encrypted)', async (name, params) => {
     const scratch = await scratchDatabase(h.tls);
     const forwarder = await recordingForwarder(scratch.cluster.facts);
     const viaForwarder = new LocalPostgresCluster({ ...scratch.cluster.facts, host: '127.0.0.1', port: forwarder.port });
-    const app = await startDatabaseApp({ url: viaForwarder.url(), sslRootCert: h.caPem, appEnv: 'production', poolMax: 1 });
+    const app = await startDatabaseApp({ url: viaForwarder.url(params), sslRootCert: h.caPem, appEnv: 'production', poolMax: 1 });
     const admin = await scratch.cluster.superuserClient(scratch.cluster.facts.database);
     try {
       const db = app.app.get(DatabaseService);
@@ -353,9 +382,12 @@ describe('the cancel request travels over TLS, as every other connection does', 
       controller.abort();
       expect(await outcome).toBeInstanceOf(QueryCancelledError);
       await until(async () => (await running(admin, tag)).length === 0, 1_000);
-      // Exactly one new connection, the cancel's: TLS first.
+      // Exactly one new connection, the cancel's: TLS first, negotiated as the pooled connections were.
       const cancelConnections = forwarder.openings.slice(before);
-      expect(cancelConnections).toEqual([SSL_REQUEST]);
+      expect(cancelConnections).toHaveLength(1);
+      if (params.sslnegotiation === 'direct') expect(cancelConnections[0][0]).toBe(0x16); // a TLS handshake record
+      else expect(cancelConnections[0]).toEqual(SSL_REQUEST);
+      expect(cancelConnections[0][0]).toBe(forwarder.openings[0][0]); // the same opening as the pool's first connection
       expect(forwarder.openings.some((opening) => opening.equals(PLAINTEXT_CANCEL_REQUEST))).toBe(false);
       expect(await db.fetchval('SELECT 4')).toBe(4);
     } finally {
