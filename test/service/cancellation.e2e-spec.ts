@@ -6,6 +6,7 @@ import pg from 'pg';
 import { DatabaseService, InvalidQueryError, QueryCancelledError, StatementTimeoutError, sql } from '../../src/index.js';
 import { LocalPostgresCluster } from '../../src/local-postgres/index.js';
 import { startDatabaseApp } from '../support/database-app.js';
+import { TcpFaultProxy, throughProxy } from '../support/tcp-fault-proxy.js';
 import { harness, scratchDatabase } from '../support/harness.js';
 import { type Pgbouncer, startPgbouncer } from '../support/pgbouncer.js';
 import { deferred } from './service-fixture.js';
@@ -394,6 +395,36 @@ describe('the cancel request travels over TLS, as every other connection does', 
       await admin.end();
       await app.close();
       await forwarder.close();
+      await scratch.drop();
+    }
+  });
+});
+
+describe('a cancel request that cannot be sent', () => {
+  it('destroys the connection instead of handing it out mid-cancel: the call still rejects, the pool opens a fresh one', async () => {
+    const scratch = await scratchDatabase(h.tls);
+    const proxy = await TcpFaultProxy.start({ host: scratch.cluster.facts.host, port: scratch.cluster.facts.port });
+    const app = await startDatabaseApp({ url: throughProxy(scratch.cluster, proxy).url(), sslRootCert: h.caPem, appEnv: 'production', poolMax: 1, connectTimeoutMs: 1_000 });
+    const admin = await scratch.cluster.superuserClient(scratch.cluster.facts.database);
+    try {
+      const db = app.app.get(DatabaseService);
+      const pidBefore = await db.fetchval<number>('SELECT pg_backend_pid()');
+      const tag = `cancel-refused-${Math.random()}`;
+      const controller = new AbortController();
+      const outcome = rejection(db.fetchval(`SELECT pg_sleep(30), '${tag}'`, [], { signal: controller.signal }));
+      await until(async () => (await running(admin, tag)).length === 1);
+      await proxy.refuse(); // the open connection keeps forwarding; the cancel's cannot connect
+      const abortedAt = performance.now();
+      controller.abort();
+      expect(await outcome).toBeInstanceOf(QueryCancelledError);
+      expect(performance.now() - abortedAt).toBeLessThan(1_500); // within the connect timeout
+      await until(() => db.pool.totalCount === 0); // destroyed, not returned
+      await proxy.pass();
+      expect(await db.fetchval<number>('SELECT pg_backend_pid()')).not.toBe(pidBefore);
+    } finally {
+      await admin.end();
+      await app.close();
+      await proxy.close();
       await scratch.drop();
     }
   });
