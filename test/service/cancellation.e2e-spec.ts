@@ -206,6 +206,23 @@ describe.each<[string, Setup]>([
     }
   });
 
+  it('timeoutMs on a stream: its statement only (in a transaction of its own), and the session state a stream leaves is still reset', async () => {
+    const show = "SELECT pg_catalog.current_setting('statement_timeout') AS t";
+    const seen: unknown[] = [];
+    for await (const row of t.db.stream(show, [], { timeoutMs: 3456 })) seen.push(row);
+    expect(seen).toEqual([{ t: '3456ms' }]);
+    expect(await t.db.fetchval(show)).toBe(`${MODULE_STATEMENT_TIMEOUT_MS / 1000}s`);
+    const error = await rejection((async () => {
+      for await (const _row of t.db.stream('SELECT pg_sleep(5)', [], { timeoutMs: 150 })) void _row;
+    })());
+    expect(error).toBeInstanceOf(StatementTimeoutError);
+    if (!setup.bouncer) {
+      // A temporary table made by a stream (session state) is gone before the connection is reused.
+      for await (const _row of t.db.stream('CREATE TEMP TABLE streamed_tmp AS SELECT 1 AS x', [], { timeoutMs: 1000 })) void _row;
+      expect(await t.db.fetchval("SELECT count(*)::int FROM pg_catalog.pg_class WHERE relname = 'streamed_tmp'")).toBe(0);
+    }
+  });
+
   it('timeoutMs on a transaction: each of its statements, and nothing after it', async () => {
     const show = "SELECT pg_catalog.current_setting('statement_timeout')";
     const seen = await t.db.transaction(async (tx) => [await tx.fetchval(show), await tx.fetchval(show)], { timeoutMs: 4321 });

@@ -140,6 +140,8 @@ export class DatabaseService extends Queryable {
         committed = true;
       } finally {
         if (!committed && !handedBack) await this.rollbackClient(this.db, client);
+        // Only with a per-call timeout does a direct stream get here: its session state is reset as in the branch above.
+        if (resetAfter && !handedBack && !this.db.isUnusable(client)) await this.resetSession(this.db, client);
       }
     } catch (error) {
       if (!handedBack) this.db.discardIfBroken(client, error);
