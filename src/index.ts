@@ -12,6 +12,7 @@ export { DATABASE_ENV_NAMES, DATABASE_DEFAULTS } from './secure-database/config/
 export { resolveDatabaseConfig, type ResolvedDatabaseConfig } from './secure-database/config/resolve-database-config.js';
 export { redactUrl } from './secure-database/config/database-url.js';
 export { InjectPool, InjectDatabase } from './secure-database/secure-database.decorators.js';
+export { RequestSignal, requestSignalOf } from './secure-database/http/request-signal.js';
 export { getPoolToken, getDatabaseServiceToken } from './secure-database/secure-database.utils.js';
 export { DatabaseService } from './secure-database/service/database.service.js';
 export type { DatabasePoolStats } from './secure-database/pool/database-pool.js';
@@ -23,6 +24,7 @@ export type { PasswordProvider, PasswordProviderTarget } from './secure-database
 export { sql, type SqlFragment } from './secure-database/service/sql.js';
 export type { Queryable, QueryInput, QueryOptions, QueryResult, Row, StreamOptions } from './secure-database/service/queryable.js';
 export type { RowOptions, SchemaOutput } from './secure-database/service/row-schema.js';
+export type { CallOptions } from './secure-database/service/cancellation.js';
 export type { ScopedConnection } from './secure-database/service/scoped-connection.js';
 export { DEFAULT_TRANSACTION_RETRIES, type TransactionOptions, type IsolationLevel } from './secure-database/service/transaction-options.js';
 export { Transactional, type TransactionalOptions } from './secure-database/service/transactional.js';

@@ -13,7 +13,7 @@ import {
   Query,
   Res,
 } from '@nestjs/common';
-import { SecureDatabaseError } from '../../index.js';
+import { RequestSignal, SecureDatabaseError } from '../../index.js';
 import type { CreateUserInput, User, UserStatus } from './user.js';
 import { type UsersPage, UsersRepository } from './users.repository.js';
 import { JoiValidationPipe, createUserSchema, exportQuerySchema, listQuerySchema, updateStatusSchema } from './users.validation.js';
@@ -26,14 +26,17 @@ export class UsersController {
 
   @Post()
   @HttpCode(201)
-  create(@Body(new JoiValidationPipe(createUserSchema)) body: CreateUserInput): Promise<User> {
-    return this.users.create(body);
+  create(@Body(new JoiValidationPipe(createUserSchema)) body: CreateUserInput, @RequestSignal() signal: AbortSignal): Promise<User> {
+    return this.users.create(body, signal);
   }
 
   /** One page: `?status=active&limit=50&after=<id>`; the response's `next` is the following page's `after`. */
   @Get()
-  list(@Query(new JoiValidationPipe(listQuerySchema)) query: { status: UserStatus; limit: number; after?: string }): Promise<UsersPage> {
-    return this.users.findPage(query.status, query.limit, query.after);
+  list(
+    @Query(new JoiValidationPipe(listQuerySchema)) query: { status: UserStatus; limit: number; after?: string },
+    @RequestSignal() signal: AbortSignal,
+  ): Promise<UsersPage> {
+    return this.users.findPage(query.status, query.limit, query.after, signal);
   }
 
   /**
@@ -43,8 +46,13 @@ export class UsersController {
    * is destroyed, so a few stalled downloads cannot hold the pool.
    */
   @Get('export')
-  async export(@Query(new JoiValidationPipe(exportQuerySchema)) query: { status: UserStatus }, @Res() res: ServerResponse): Promise<void> {
-    const users = this.users.streamByStatus(query.status);
+  async export(
+    @Query(new JoiValidationPipe(exportQuerySchema)) query: { status: UserStatus },
+    @Res() res: ServerResponse,
+    @RequestSignal() signal: AbortSignal,
+  ): Promise<void> {
+    // A client that disconnects ends the export at once (its cursor closed, or its batch cancelled on the server).
+    const users = this.users.streamByStatus(query.status, signal);
     try {
       // The first row is read before the response starts, so a database that is down still gets the
       // exception filter's status and body instead of a broken 200.
@@ -70,16 +78,17 @@ export class UsersController {
   }
 
   @Get(':id')
-  async get(@Param('id', new ParseUUIDPipe()) id: string): Promise<User> {
-    return (await this.users.findById(id)) ?? notFound();
+  async get(@Param('id', new ParseUUIDPipe()) id: string, @RequestSignal() signal: AbortSignal): Promise<User> {
+    return (await this.users.findById(id, signal)) ?? notFound();
   }
 
   @Patch(':id/status')
   async setStatus(
     @Param('id', new ParseUUIDPipe()) id: string,
     @Body(new JoiValidationPipe(updateStatusSchema)) body: { status: UserStatus },
+    @RequestSignal() signal: AbortSignal,
   ): Promise<User> {
-    return (await this.users.updateStatus(id, body.status)) ?? notFound();
+    return (await this.users.updateStatus(id, body.status, signal)) ?? notFound();
   }
 }
 

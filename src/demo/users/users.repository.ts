@@ -23,8 +23,9 @@ export class UsersRepository {
     this.reads = replica ?? db;
   }
 
-  create(input: CreateUserInput): Promise<User> {
-    return this.db.fetchrow<User>(sql`INSERT INTO users (email, name) VALUES (${input.email}, ${input.name}) RETURNING ${COLUMNS}`);
+  // `signal` (the request's, @RequestSignal): a client that disconnects cancels its statement on the server.
+  create(input: CreateUserInput, signal?: AbortSignal): Promise<User> {
+    return this.db.fetchrow<User>(sql`INSERT INTO users (email, name) VALUES (${input.email}, ${input.name}) RETURNING ${COLUMNS}`, { signal });
   }
 
   /**
@@ -32,17 +33,18 @@ export class UsersRepository {
    * primary key (an index range scan whatever the page number), one row more than the page to know
    * whether another follows.
    */
-  async findPage(status: UserStatus, limit: number, after?: string): Promise<UsersPage> {
+  async findPage(status: UserStatus, limit: number, after?: string, signal?: AbortSignal): Promise<UsersPage> {
     const rows = await this.reads.fetch<User>(
       sql`SELECT ${COLUMNS} FROM users WHERE status = ${status} ${after ? sql`AND id > ${after}` : sql``} ORDER BY id LIMIT ${limit + 1}`,
+      { signal },
     );
     const items = rows.slice(0, limit);
     return { items, next: rows.length > limit ? items[items.length - 1].id : null };
   }
 
   /** Every user with the status, read in batches: flat memory whatever the table's size. */
-  streamByStatus(status: UserStatus): AsyncGenerator<User> {
-    return this.reads.stream<User>(sql`SELECT ${COLUMNS} FROM users WHERE status = ${status} ORDER BY id`);
+  streamByStatus(status: UserStatus, signal?: AbortSignal): AsyncGenerator<User> {
+    return this.reads.stream<User>(sql`SELECT ${COLUMNS} FROM users WHERE status = ${status} ORDER BY id`, { signal });
   }
 
   /** How long an export may wait for its client: the stream gives up on a stalled reader after that anyway. */
@@ -50,11 +52,11 @@ export class UsersRepository {
     return this.reads.streamIdleTimeoutMs;
   }
 
-  findById(id: string): Promise<User | null> {
-    return this.db.fetchMaybeRow<User>(sql`SELECT ${COLUMNS} FROM users WHERE id = ${id}`);
+  findById(id: string, signal?: AbortSignal): Promise<User | null> {
+    return this.db.fetchMaybeRow<User>(sql`SELECT ${COLUMNS} FROM users WHERE id = ${id}`, { signal });
   }
 
-  updateStatus(id: string, status: UserStatus): Promise<User | null> {
-    return this.db.fetchMaybeRow<User>(sql`UPDATE users SET status = ${status} WHERE id = ${id} RETURNING ${COLUMNS}`);
+  updateStatus(id: string, status: UserStatus, signal?: AbortSignal): Promise<User | null> {
+    return this.db.fetchMaybeRow<User>(sql`UPDATE users SET status = ${status} WHERE id = ${id} RETURNING ${COLUMNS}`, { signal });
   }
 }

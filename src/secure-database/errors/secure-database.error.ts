@@ -31,7 +31,8 @@ export type DatabaseErrorCode =
   | 'DB_STREAM_IDLE_TIMEOUT'
   | 'DB_IN_FAILED_TRANSACTION'
   | 'DB_INT8_OUT_OF_RANGE'
-  | 'DB_ROW_CASE_COLLISION';
+  | 'DB_ROW_CASE_COLLISION'
+  | 'DB_QUERY_CANCELLED';
 
 /**
  * Names of the schema objects the server reported for an error (its `schema_name`, `table_name`,

@@ -2,6 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import { PoolExhaustedError, ServerRoleMismatchError, ShuttingDownError } from '../errors/connection.errors.js';
 import { SessionUnavailableError } from '../errors/pooler.errors.js';
+import { QueryCancelledError } from '../errors/cancellation.errors.js';
 import { NotFoundError } from '../errors/query.errors.js';
 import { StreamIdleTimeoutError } from '../errors/stream.errors.js';
 import { toDatabaseError } from '../errors/to-database-error.js';
@@ -65,6 +66,11 @@ describe('databaseErrorStatus', () => {
 
   it('a stream whose reader stalled -> 503 without Retry-After (the same reader would stall again)', () => {
     expect(databaseErrorStatus(new StreamIdleTimeoutError(300))).toEqual({ status: 503, message: 'The result was not read in time; try again' });
+  });
+
+  it('a call its caller cancelled (AbortSignal) -> 499 Client Closed Request, without Retry-After, not a 5xx', () => {
+    expect(databaseErrorStatus(new QueryCancelledError())).toEqual({ status: 499, message: 'The request was cancelled' });
+    expect(reasonPhrase(499 as Parameters<typeof reasonPhrase>[0])).toBe('Client Closed Request');
   });
 
   it('NotFoundError -> 404', () => {

@@ -17,6 +17,14 @@ const unavailable = (message: string, retryAfterSeconds?: number): DatabaseError
   message,
   ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
 });
+/**
+ * 499 Client Closed Request (nginx's code; no standard one exists): a call is cancelled almost always
+ * because the HTTP client went away (@RequestSignal), so nobody reads the answer. Not a 5xx (no server
+ * fault: alerts on server errors must not fire each time a user closes a tab) and not a 4xx the client
+ * could act on; a distinct code keeps these apart from real failures in access logs and metrics.
+ */
+const CLIENT_CLOSED_REQUEST = 499 as HttpStatus;
+
 const internal: DatabaseErrorResponse = { status: HttpStatus.INTERNAL_SERVER_ERROR, message: 'An internal error occurred' };
 
 // Keyed by the library code (toDatabaseError already sorted the SQLSTATEs into codes); the Record type
@@ -37,6 +45,8 @@ const BY_CODE: Record<DatabaseErrorCode, DatabaseErrorResponse> = {
   DB_LOCK_TIMEOUT: unavailable('The record is busy; try again later'),
   // A stream whose reader stalled (usually a slow HTTP client): freed on purpose, not the database's fault.
   DB_STREAM_IDLE_TIMEOUT: unavailable('The result was not read in time; try again'),
+  // The caller's AbortSignal (usually: the HTTP client disconnected): see CLIENT_CLOSED_REQUEST.
+  DB_QUERY_CANCELLED: { status: CLIENT_CLOSED_REQUEST, message: 'The request was cancelled' },
   DB_POOL_EXHAUSTED: unavailable('The service is busy; try again later', 1),
   DB_TOO_MANY_CONNECTIONS: unavailable('The service is busy; try again later', 2),
   DB_CONNECTION_FAILED: unavailable('The database is temporarily unavailable', 2),
@@ -69,7 +79,8 @@ const BY_CODE: Record<DatabaseErrorCode, DatabaseErrorResponse> = {
 /**
  * The HTTP answer for a database error: 409 conflicts (unique, exclusion, foreign key, serialization,
  * deadlock), 400 bad values (not null, check, class 22), 404 not found, 503 timeouts and locks, 503
- * with Retry-After when the database or the pool is unavailable, 500 for everything else.
+ * with Retry-After when the database or the pool is unavailable, 499 for a call its caller cancelled
+ * (AbortSignal), 500 for everything else.
  */
 export function databaseErrorStatus(error: Pick<SecureDatabaseError, 'code'>): DatabaseErrorResponse {
   return BY_CODE[error.code] ?? internal;
@@ -81,6 +92,7 @@ const REASON_PHRASES: Partial<Record<HttpStatus, string>> = {
   [HttpStatus.CONFLICT]: 'Conflict',
   [HttpStatus.INTERNAL_SERVER_ERROR]: 'Internal Server Error',
   [HttpStatus.SERVICE_UNAVAILABLE]: 'Service Unavailable',
+  [CLIENT_CLOSED_REQUEST]: 'Client Closed Request',
 };
 
 /** The `error` field of Nest's error body. */

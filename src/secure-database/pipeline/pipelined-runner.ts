@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { ShuttingDownError } from '../errors/connection.errors.js';
 import type { DatabasePool, PipelineStats } from '../pool/database-pool.js';
+import { cancelledError } from '../service/cancellation.js';
 import { type ResultShape, runCached, runStatement } from '../service/queryable.js';
 import type { StatementCache } from '../service/statement-cache.js';
 import { changesSession, statementFacts } from '../service/statement-facts.js';
@@ -149,6 +150,11 @@ export class PipelinedRunner {
     shape: ResultShape,
     statements: StatementCache,
   ): Promise<pg.QueryResult> {
+    // Its caller gave up (shape.signal) while it waited for a connection or room on one: nothing is sent.
+    if (shape.signal?.aborted) {
+      if (connection.sent.length === 0) this.giveBack(connection);
+      throw cancelledError();
+    }
     connection.sent.push(performance.now());
     // pg writes each statement as soon as it is queued: one system call each, the largest client cost
     // of a deep pipeline. Corking until the tick ends sends what joined meanwhile together.
@@ -198,6 +204,7 @@ export class PipelinedRunner {
     resetSession: (client: pg.PoolClient) => Promise<void>,
   ): Promise<pg.QueryResult> {
     try {
+      if (shape.signal?.aborted) throw cancelledError(); // gave up while waiting: nothing sent
       const result = await runStatement(client, text, values, shape);
       if (changesSession(text, result.command)) await resetSession(client);
       return result;

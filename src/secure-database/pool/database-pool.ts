@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import pg from 'pg';
+import { sendCancelRequest } from './cancel-request.js';
 import { observeAuthentication } from '../auth/observe-authentication.js';
 import type { HostPort } from '../config/database-url.js';
 import type { ResolvedDatabaseConfig } from '../config/resolve-database-config.js';
@@ -201,6 +202,21 @@ export class DatabasePool {
     const broken = this.unusable.has(client) || (txStatus != null && txStatus !== 'I');
     client.release(broken ? new Error('connection unusable') : undefined);
     this.settle();
+  }
+
+  /**
+   * Cancels the statement `client` runs (a CancelRequest over TLS, see cancel-request.ts), within the
+   * connect timeout. When that fails the connection is marked unusable and its socket destroyed (its
+   * statement then fails): a cancel that might still arrive must never hit the next caller. Never rejects.
+   */
+  async cancelStatement(client: pg.ClientBase): Promise<void> {
+    try {
+      await sendCancelRequest(client, this.config.timeouts.connectMs);
+    } catch (error) {
+      this.markUnusable(client);
+      (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      this.logger.warn(`A cancel request failed; the connection was discarded: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   /** The connection will be destroyed instead of reused when released. */

@@ -1,11 +1,14 @@
 import Cursor from 'pg-cursor';
 import type pg from 'pg';
+import { QueryCancelledError } from '../errors/cancellation.errors.js';
 import { ConnectionError } from '../errors/connection.errors.js';
+import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { StreamIdleTimeoutError } from '../errors/stream.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { camelCaseFields, camelCaseRowsOn } from './row-case.js';
 import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
+import { cancelledError, isCancelOutcome } from './cancellation.js';
 
 // setTimeout's ceiling.
 const MAX_TIMER_MS = 2_147_483_647;
@@ -17,7 +20,7 @@ export type IdleAction =
   /** The stream owns the connection: the portal is closed, then `release` hands the connection back. */
   | { release: () => Promise<void> }
   /** The connection belongs to a callback: it is ended (its transaction rolls back) and `ended` told, so the owner refuses further use. */
-  | { ended: (error: StreamIdleTimeoutError) => void };
+  | { ended: (error: SecureDatabaseError) => void };
 
 /**
  * Yields one statement's rows, `batchSize` per round trip, through a pg-cursor portal on `client`
@@ -29,6 +32,10 @@ export type IdleAction =
  * (ClientRead), where statement_timeout does not fire: a consumer that stops pulling would hold the
  * connection for ever. So after streamIdleMs without a pull `onIdle` frees it, from a timer (the
  * generator, suspended at its yield, cannot run), and the next pull throws StreamIdleTimeoutError.
+ *
+ * `signal` aborting does the same at once while the consumer holds a row (the next pull throws
+ * QueryCancelledError); while a batch is being read it cancels the statement on the server (a
+ * CancelRequest over TLS), and the generator ends only once that cancel is settled.
  */
 export async function* cursorRows<R>(
   client: pg.ClientBase,
@@ -38,6 +45,7 @@ export async function* cursorRows<R>(
   batchSize: number,
   onIdle: IdleAction,
   onBroken: () => void = () => undefined,
+  signal?: AbortSignal,
 ): AsyncGenerator<R> {
   const cursor = new Cursor<R>(text, values ?? null);
   const parsing = catchParseErrors(cursor, camelCaseRowsOn(client));
@@ -55,10 +63,9 @@ export async function* cursorRows<R>(
     onBroken();
   };
   let open = true;
-  const idle = new IdleDeadline(streamIdleMs, async () => {
+  const idle = new IdleDeadline(streamIdleMs, async (error) => {
     open = false;
     cursor.callback?.(); // disarms pg's timer
-    const error = new StreamIdleTimeoutError(streamIdleMs);
     if ('ended' in onIdle) {
       broken();
       onIdle.ended(error);
@@ -73,9 +80,19 @@ export async function* cursorRows<R>(
     await onIdle.release();
     return error;
   });
+  let reading = false;
+  let cancelling: Promise<void> | undefined;
+  const onAbort = () => {
+    if (idle.interrupt(cancelledError())) return; // the consumer holds a row: freed as on the idle deadline
+    if (reading) cancelling = db.cancelStatement(client);
+    // Otherwise the loop is between reads: it checks the signal before the next one.
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
     for (;;) {
-      const rows = await promiseTimeout(backstopMs, cursor.read(batchSize), destroy);
+      if (signal?.aborted) throw cancelledError();
+      reading = true;
+      const rows = await promiseTimeout(backstopMs, cursor.read(batchSize), destroy).finally(() => (reading = false));
       if (parsing.failure) throw parsing.failure;
       if (rows.length === 0) {
         open = false;
@@ -90,14 +107,18 @@ export async function* cursorRows<R>(
     }
   } catch (error) {
     // The portal is still open after a value that did not parse: `finally` closes it.
-    if (error instanceof StreamIdleTimeoutError || error === parsing.failure) throw error;
+    if (error instanceof StreamIdleTimeoutError || error instanceof QueryCancelledError || error === parsing.failure) throw error;
     // No portal to close after an error: pg-cursor has sent Sync, which ended it (closing it again would
     // wait for a ReadyForQuery that never comes).
     open = false;
     if (error instanceof TimeoutError || isConnectionUnusable(error)) broken();
+    if (cancelling && isCancelOutcome(error)) throw cancelledError(error);
     if (error instanceof TimeoutError) throw new ConnectionError('no answer from the server within the statement timeout (network)', { cause: error });
     throw db.mapError(error);
   } finally {
+    signal?.removeEventListener('abort', onAbort);
+    // The cancel request settles before the owner may hand the connection to anyone else.
+    if (cancelling) await cancelling;
     // Ended by `return()` while the idle deadline's cleanup runs: the owner sees the connection after it.
     const expired = idle.stop();
     if (expired) await expired;
@@ -152,11 +173,11 @@ function catchParseErrors(cursor: object, camelCase: boolean): { failure?: unkno
 class IdleDeadline {
   private since?: number;
   private timer?: NodeJS.Timeout;
-  private expired?: Promise<StreamIdleTimeoutError>;
+  private expired?: Promise<SecureDatabaseError>;
 
   constructor(
     private readonly ms: number,
-    private readonly onExpire: () => Promise<StreamIdleTimeoutError>,
+    private readonly onExpire: (error: SecureDatabaseError) => Promise<SecureDatabaseError>,
   ) {}
 
   suspend(): void {
@@ -165,12 +186,12 @@ class IdleDeadline {
   }
 
   /** The cleanup's outcome when the deadline passed during the pause. */
-  resume(): Promise<StreamIdleTimeoutError> | undefined {
+  resume(): Promise<SecureDatabaseError> | undefined {
     this.since = undefined;
     return this.expired;
   }
 
-  stop(): Promise<StreamIdleTimeoutError> | undefined {
+  stop(): Promise<SecureDatabaseError> | undefined {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.since = undefined;
@@ -187,7 +208,20 @@ class IdleDeadline {
     if (this.since === undefined) return; // pulled since: re-armed at the next yield
     const left = this.since + this.ms - performance.now();
     if (left > 0) return this.arm(Math.ceil(left));
+    this.expire(new StreamIdleTimeoutError(this.ms));
+  }
+
+  /** Ends the pause now with `error` (an abort); false when the consumer is not pausing. */
+  interrupt(error: SecureDatabaseError): boolean {
+    if (this.since === undefined || this.expired !== undefined) return false;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.expire(error);
+    return true;
+  }
+
+  private expire(error: SecureDatabaseError): void {
     // Never rejects: the owners' cleanups handle their own failures, and nobody may ever await this.
-    this.expired = this.onExpire().catch(() => new StreamIdleTimeoutError(this.ms));
+    this.expired = this.onExpire(error).catch(() => error);
   }
 }

@@ -5,6 +5,7 @@ import { SessionUnavailableError } from '../errors/pooler.errors.js';
 import { InFailedTransactionError, InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
+import { type CallOptions, abandonOnAbort, acquireUnlessAborted, beginWithTimeout, callOptionsOf, cancellable, sessionStatementTimeoutSql, throwIfAborted } from './cancellation.js';
 import { cursorRows } from './cursor-rows.js';
 import { PipelinedRunner } from '../pipeline/pipelined-runner.js';
 import { Queryable, type ResultShape, runCached, runStatement } from './queryable.js';
@@ -58,10 +59,13 @@ export class DatabaseService extends Queryable {
     if (statementFacts(text).transactionControl) throw transactionControlRefused();
     // Behind a transaction pooler: the SET LOCAL timeouts ahead of the statement, in its round trip.
     const envelope = this.db.statementEnvelope;
-    if (this.pipeline) return this.pipeline.run(text, values, shape, this.statements, (client) => this.resetSession(this.db, client));
-    const client = await this.db.acquire();
+    // Pipelined: never cancelled on the server (see CallOptions.signal); the caller is let go at the abort.
+    if (this.pipeline) return abandonOnAbort(this.pipeline.run(text, values, shape, this.statements, (client) => this.resetSession(this.db, client)), shape.signal);
+    const client = await acquireUnlessAborted(this.db, shape.signal);
     try {
-      const result = envelope ? await runStatement(client, text, values, shape, envelope) : await runCached(client, this.statements, text, values, shape);
+      const result = await cancellable(this.db, client, shape.signal, () =>
+        envelope ? runStatement(client, text, values, shape, envelope) : runCached(client, this.statements, text, values, shape),
+      );
       // A set lookup per query; the reset's round trip is paid only by statements that may change the session.
       // Behind a transaction pooler those were refused, and the server session is not this client's to reset.
       if (!envelope && changesSession(text, result.command)) await this.resetSession(this.db, client);
@@ -91,10 +95,11 @@ export class DatabaseService extends Queryable {
     throw this.db.mapError(error);
   }
 
-  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R> {
+  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R> {
     this.db.guardStatement(text);
     if (statementFacts(text).transactionControl) throw transactionControlRefused();
-    const client = await this.db.acquire();
+    const { signal, timeoutMs } = call;
+    const client = await acquireUnlessAborted(this.db, signal);
     // Set when the consumer stalled past the idle deadline: the connection was handed back from a timer
     // (this generator, suspended at a yield, could not), so nothing below may touch it again.
     let handedBack = false;
@@ -110,9 +115,10 @@ export class DatabaseService extends Queryable {
       },
     };
     try {
-      if (!this.db.transactionPooled) {
+      // A per-call timeout needs a transaction to be SET LOCAL in: the stream then gets one, as behind a pooler.
+      if (!this.db.transactionPooled && timeoutMs === undefined) {
         try {
-          yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle);
+          yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, undefined, signal);
         } finally {
           if (resetAfter && !handedBack && !this.db.isUnusable(client)) await this.resetSession(this.db, client);
         }
@@ -121,12 +127,14 @@ export class DatabaseService extends Queryable {
       // Behind a transaction pooler the cursor lives in a transaction of its own, under the SET LOCAL timeouts.
       let committed = false;
       try {
-        await client.query(this.db.beginStatement('BEGIN'));
-        yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle);
+        await client.query(beginWithTimeout(this.db.beginStatement('BEGIN'), timeoutMs));
+        yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, undefined, signal);
         await client.query('COMMIT');
         committed = true;
       } finally {
         if (!committed && !handedBack) await this.rollbackClient(this.db, client);
+        // Only with a per-call timeout does a direct stream get here: its session state is reset as in the branch above.
+        if (resetAfter && !handedBack && !this.db.isUnusable(client)) await this.resetSession(this.db, client);
       }
     } catch (error) {
       if (!handedBack) this.db.discardIfBroken(client, error);
@@ -163,9 +171,10 @@ export class DatabaseService extends Queryable {
     const joined = joinedTransaction(this.db);
     if (joined) return joined.transaction(fn, options);
     const plan = planTransaction(options);
+    const call = callOptionsOf(options);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.transactionAttempt(fn, this.db.beginStatement(plan.begin), options);
+        return await this.transactionAttempt(fn, beginWithTimeout(this.db.beginStatement(plan.begin), call.timeoutMs), options, call.signal);
       } catch (error) {
         if (attempt >= plan.retries || !isRetryableTransactionError(error)) throw error;
       }
@@ -173,14 +182,15 @@ export class DatabaseService extends Queryable {
     }
   }
 
-  private async transactionAttempt<T>(fn: (tx: ScopedConnection) => Promise<T>, begin: string, options: TransactionOptions): Promise<T> {
-    const client = await this.db.acquire();
-    const tx = new ScopedConnection(this.db, client, 'transaction', options);
+  private async transactionAttempt<T>(fn: (tx: ScopedConnection) => Promise<T>, begin: string, options: TransactionOptions, signal?: AbortSignal): Promise<T> {
+    const client = await acquireUnlessAborted(this.db, signal);
+    const tx = new ScopedConnection(this.db, client, 'transaction', options, signal);
     try {
       await tx[CONTROL](begin);
       let result: T;
       try {
         result = await runInTransactionScope(this.db, tx, fn);
+        throwIfAborted(signal); // aborted: rolled back, even when the callback swallowed the cancellation
       } catch (error) {
         await this.rollback(tx, client);
         throw error;
@@ -227,12 +237,14 @@ export class DatabaseService extends Queryable {
    * Behind a transaction pooler there is no session to hold: the work runs on a connection of the
    * DATABASE_DIRECT_URL pool, or is refused (SessionUnavailableError) when none is configured.
    */
-  async withConnection<T>(fn: (connection: ScopedConnection) => Promise<T>): Promise<T> {
+  async withConnection<T>(fn: (connection: ScopedConnection) => Promise<T>, options: CallOptions = {}): Promise<T> {
     this.refuseInsideTransaction();
+    const { signal, timeoutMs } = callOptionsOf(options ?? {});
     const db = this.sessionPool();
-    const client = await db.acquire();
-    const connection = new ScopedConnection(db, client, 'session');
+    const client = await acquireUnlessAborted(db, signal);
+    const connection = new ScopedConnection(db, client, 'session', {}, signal);
     try {
+      if (timeoutMs !== undefined) await connection[CONTROL](sessionStatementTimeoutSql(timeoutMs));
       return await fn(connection);
     } finally {
       connection.end();

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { InvalidQueryError, NotFoundError, ResultTooLargeError, TooManyRowsError } from '../errors/query.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { type StatementEnvelope, queryBounded } from './bounded-query.js';
+import { type CallOptions, callOptionsOf, refuseTimeoutInTransaction, throwIfAborted, withCallTimeout } from './cancellation.js';
 import { type StatementCache, type StatementName, statementCacheFailure } from './statement-cache.js';
 import { type RowOptions, type SchemaOutput, rowSchemaOf, validateRow, validateRows } from './row-schema.js';
 import { statementFacts } from './statement-facts.js';
@@ -26,7 +27,7 @@ export interface QueryResult<R = Row> {
 type RowMode = 'array' | undefined;
 
 /** Per-call options of the buffered helpers `query` and `fetch`. */
-export interface QueryOptions extends RowOptions {
+export interface QueryOptions extends RowOptions, CallOptions {
   /**
    * Most rows this call may buffer, instead of the module's maxRows (DATABASE_MAX_ROWS); more is a
    * ResultTooLargeError. `Infinity` lifts the limit for this call: only for results known to be small.
@@ -34,8 +35,11 @@ export interface QueryOptions extends RowOptions {
   maxRows?: number;
 }
 
+/** Options of the single-row helpers. */
+export type RowCallOptions = RowOptions & CallOptions;
+
 /** Options of `stream`. */
-export interface StreamOptions extends RowOptions {
+export interface StreamOptions extends RowOptions, CallOptions {
   /**
    * Rows fetched per round trip (default 500, or maxRows when lower): memory holds about one batch
    * whatever the result's size. At most the module's maxRows (DATABASE_MAX_ROWS).
@@ -48,6 +52,9 @@ export interface ResultShape {
   rowMode?: 'array';
   /** Most rows to keep (more is a ResultTooLargeError); 0 keeps none, only the row count. */
   maxRows: number;
+  /** The call's AbortSignal and statement_timeout (CallOptions), validated. */
+  signal?: AbortSignal;
+  timeoutMs?: number;
 }
 
 export const DEFAULT_STREAM_BATCH_SIZE = 500;
@@ -67,7 +74,7 @@ export abstract class Queryable {
   protected abstract run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult>;
 
   /** Reads one statement's rows batch by batch on the connection this handle stands for. */
-  protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R>;
+  protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R>;
 
   /** Where a call runs: this handle, or (for the service, inside its transaction callback) the transaction's handle. */
   protected runner(): Queryable {
@@ -97,10 +104,10 @@ export abstract class Queryable {
    * way; inside a transaction the error (left to propagate) rolls it back. With `{ schema }`, the row
    * validated and typed by it.
    */
-  fetchrow<S extends StandardSchemaV1>(query: SqlFragment, options: RowOptions & { schema: S }): Promise<SchemaOutput<S>>;
-  fetchrow<S extends StandardSchemaV1>(text: string, params: readonly unknown[] | undefined, options: RowOptions & { schema: S }): Promise<SchemaOutput<S>>;
-  fetchrow<R = Row>(query: SqlFragment, options?: RowOptions): Promise<R>;
-  fetchrow<R = Row>(text: string, params?: readonly unknown[], options?: RowOptions): Promise<R>;
+  fetchrow<S extends StandardSchemaV1>(query: SqlFragment, options: RowCallOptions & { schema: S }): Promise<SchemaOutput<S>>;
+  fetchrow<S extends StandardSchemaV1>(text: string, params: readonly unknown[] | undefined, options: RowCallOptions & { schema: S }): Promise<SchemaOutput<S>>;
+  fetchrow<R = Row>(query: SqlFragment, options?: RowCallOptions): Promise<R>;
+  fetchrow<R = Row>(text: string, params?: readonly unknown[], options?: RowCallOptions): Promise<R>;
   async fetchrow<R = Row>(query: QueryInput, ...rest: unknown[]): Promise<R> {
     const { rows } = await this.send(query, rest, undefined);
     if (rows.length === 0) throw new NotFoundError();
@@ -109,14 +116,14 @@ export abstract class Queryable {
   }
 
   /** The row, or null when there is none; TooManyRowsError on more than one. With `{ schema }`, validated and typed by it. */
-  fetchMaybeRow<S extends StandardSchemaV1>(query: SqlFragment, options: RowOptions & { schema: S }): Promise<SchemaOutput<S> | null>;
+  fetchMaybeRow<S extends StandardSchemaV1>(query: SqlFragment, options: RowCallOptions & { schema: S }): Promise<SchemaOutput<S> | null>;
   fetchMaybeRow<S extends StandardSchemaV1>(
     text: string,
     params: readonly unknown[] | undefined,
-    options: RowOptions & { schema: S },
+    options: RowCallOptions & { schema: S },
   ): Promise<SchemaOutput<S> | null>;
-  fetchMaybeRow<R = Row>(query: SqlFragment, options?: RowOptions): Promise<R | null>;
-  fetchMaybeRow<R = Row>(text: string, params?: readonly unknown[], options?: RowOptions): Promise<R | null>;
+  fetchMaybeRow<R = Row>(query: SqlFragment, options?: RowCallOptions): Promise<R | null>;
+  fetchMaybeRow<R = Row>(text: string, params?: readonly unknown[], options?: RowCallOptions): Promise<R | null>;
   async fetchMaybeRow<R = Row>(query: QueryInput, ...rest: unknown[]): Promise<R | null> {
     const { rows } = await this.send(query, rest, undefined);
     if (rows.length > 1) throw new TooManyRowsError(rows.length);
@@ -124,11 +131,11 @@ export abstract class Queryable {
   }
 
   /** The first column of exactly one row (NotFoundError on none, TooManyRowsError on more). */
-  fetchval<V = unknown>(query: SqlFragment): Promise<V>;
-  fetchval<V = unknown>(text: string, params?: readonly unknown[]): Promise<V>;
-  async fetchval<V = unknown>(query: QueryInput, params?: readonly unknown[]): Promise<V> {
+  fetchval<V = unknown>(query: SqlFragment, options?: CallOptions): Promise<V>;
+  fetchval<V = unknown>(text: string, params?: readonly unknown[], options?: CallOptions): Promise<V>;
+  async fetchval<V = unknown>(query: QueryInput, ...rest: unknown[]): Promise<V> {
     // Array rows: the first column even when a later column has the same name.
-    const { rows, fields } = await this.send(query, [params], 'array');
+    const { rows, fields } = await this.send(query, rest, 'array');
     if (rows.length === 0) throw new NotFoundError();
     if (rows.length > 1) throw new TooManyRowsError(rows.length);
     if (fields.length === 0) throw new InvalidQueryError('fetchval needs a query that returns a column');
@@ -136,11 +143,11 @@ export abstract class Queryable {
   }
 
   /** Runs a statement; resolves to the number of rows it affected (0 when it reports none). Rows it returns are not kept. */
-  execute(query: SqlFragment): Promise<number>;
-  execute(text: string, params?: readonly unknown[]): Promise<number>;
-  async execute(query: QueryInput, params?: readonly unknown[]): Promise<number> {
-    const { text, values } = statementOf(query, [params]);
-    return (await this.runner().run(text, values, { maxRows: 0 })).rowCount ?? 0;
+  execute(query: SqlFragment, options?: CallOptions): Promise<number>;
+  execute(text: string, params?: readonly unknown[], options?: CallOptions): Promise<number>;
+  async execute(query: QueryInput, ...rest: unknown[]): Promise<number> {
+    const { text, values, options } = statementOf(query, rest);
+    return (await this.runner().run(text, values, { maxRows: 0, ...callOf(options) })).rowCount ?? 0;
   }
 
   /**
@@ -172,7 +179,7 @@ export abstract class Queryable {
     if (batchSize > maxRows) {
       throw new InvalidQueryError(`batchSize must be at most ${maxRows}, the module's maxRows (DATABASE_MAX_ROWS), since each batch is held in memory: lower batchSize or raise DATABASE_MAX_ROWS`);
     }
-    const rows = this.runner().streamRows<R>(text, values, batchSize);
+    const rows = this.runner().streamRows<R>(text, values, batchSize, callOf(options));
     return schema ? this.validated(rows, schema) : rows;
   }
 
@@ -187,10 +194,17 @@ export abstract class Queryable {
     const maxRows = (options as QueryOptions).maxRows ?? this.db.config.maxRows;
     if (!(Number.isInteger(maxRows) && maxRows > 0) && maxRows !== Infinity) throw new InvalidQueryError('maxRows must be a whole number, at least 1, or Infinity');
     const schema = rowSchemaOf(options as RowOptions);
-    const result = await this.runner().run(text, values, { rowMode, maxRows });
+    const result = await this.runner().run(text, values, { rowMode, maxRows, ...callOf(options) });
     if (schema) result.rows = (await validateRows(schema, result.rows, this.db.config.verboseErrors)) as Row[];
     return result;
   }
+}
+
+/** The call options (signal, timeoutMs), validated; an already aborted signal rejects here, before anything is sent. */
+function callOf(options: object): CallOptions {
+  const call = callOptionsOf(options);
+  throwIfAborted(call.signal);
+  return call;
 }
 
 /** Text and values of a call `(text, params?, options?)` or `(sql\`…\`, options?)`, validated. */
@@ -229,6 +243,8 @@ export async function runStatement(
   named?: StatementName,
 ): Promise<pg.QueryResult> {
   const { maxRows, rowMode } = shape;
+  refuseTimeoutInTransaction(client, shape.timeoutMs);
+  envelope = withCallTimeout(envelope, shape.timeoutMs);
   const limit = maxRows === 0 || maxRows === Infinity || statementFacts(text).write ? 0 : maxRows + 1;
   const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope, named);
   if (limit !== 0 && result.rows.length > maxRows) throw new ResultTooLargeError(maxRows);

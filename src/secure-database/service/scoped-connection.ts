@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
-import type { StreamIdleTimeoutError } from '../errors/stream.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
+import { type CallOptions, cancellable, eitherSignal, throwIfAborted } from './cancellation.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
 import { changesSession, statementFacts } from './statement-facts.js';
@@ -27,7 +27,7 @@ interface ConnectionState {
   /** A savepoint could not be rolled back to: its work may still be in the transaction, which must not commit. */
   doomed: boolean;
   /** A stream's consumer stalled past the idle deadline: the connection was ended, and every later use gets this. */
-  idledOut?: StreamIdleTimeoutError;
+  idledOut?: SecureDatabaseError;
 }
 
 /**
@@ -54,6 +54,8 @@ export class ScopedConnection extends Queryable {
     private readonly connection: pg.PoolClient,
     private readonly scope: 'transaction' | 'session',
     private readonly transactionOptions: TransactionOptions = {},
+    /** The signal of the whole transaction / withConnection: once aborted, the handle sends nothing more. */
+    private readonly signal?: AbortSignal,
     private readonly state: ConnectionState = { broken: false, sessionChanged: false, savepoints: 0, doomed: false },
   ) {
     super(db);
@@ -80,13 +82,17 @@ export class ScopedConnection extends Queryable {
 
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.guard(text);
-    const result = await this.onClient(this.usableClient(), (client) => runStatement(client, text, values, shape), true);
+    const signal = eitherSignal(this.signal, shape.signal);
+    const result = await this.onClient(this.usableClient(), (client) => cancellable(this.db, client, signal, () => runStatement(client, text, values, shape)), true);
     if (changesSession(text, result.command)) this.state.sessionChanged = true;
     return result;
   }
 
-  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number): AsyncGenerator<R> {
+  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R> {
     this.guard(text);
+    const signal = eitherSignal(this.signal, call.signal);
+    throwIfAborted(signal);
+    if (call.timeoutMs !== undefined) throw new InvalidQueryError('timeoutMs cannot be set for one stream on a connection handle: pass it to transaction(fn, { timeoutMs }) or withConnection(fn, { timeoutMs })');
     const client = this.usableClient();
     // A cursor reports no command tag to look at: the text decides (CREATE TABLE … AS runs through one too).
     if (statementFacts(text).sessionText) this.state.sessionChanged = true;
@@ -96,12 +102,12 @@ export class ScopedConnection extends Queryable {
       // rolls the transaction back) and every handle on it refuses everything after, COMMIT included,
       // so a transaction never commits half a read. Session state of withConnection is gone with it.
       const onIdle = {
-        ended: (error: StreamIdleTimeoutError) => {
+        ended: (error: SecureDatabaseError) => {
           this.state.idledOut = error;
           this.firstError ??= error;
         },
       };
-      yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, () => (this.broken = true));
+      yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, () => (this.broken = true), signal);
     } catch (error) {
       this.firstError ??= error as SecureDatabaseError;
       throw error;
@@ -126,7 +132,7 @@ export class ScopedConnection extends Queryable {
     refuseNestedCharacteristics(this.transactionOptions, options);
     const client = this.usableClient();
     const savepoint = `sp_${++this.state.savepoints}`;
-    const nested = new ScopedConnection(this.db, client, 'transaction', this.transactionOptions, this.state);
+    const nested = new ScopedConnection(this.db, client, 'transaction', this.transactionOptions, this.signal, this.state);
     this.nestedOpen = true;
     try {
       await this[CONTROL](`SAVEPOINT ${savepoint}`);
@@ -199,7 +205,8 @@ export class ScopedConnection extends Queryable {
     try {
       return await query(client);
     } catch (error) {
-      if (isConnectionUnusable(error)) this.broken = true;
+      // Also when a cancel request could not be sent: the pool destroyed the connection.
+      if (isConnectionUnusable(error) || this.db.isUnusable(client)) this.broken = true;
       this.db.discardIfBroken(client, error);
       const mapped = this.db.mapError(error);
       if (callers) this.firstError ??= mapped;

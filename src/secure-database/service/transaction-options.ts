@@ -1,9 +1,11 @@
 import { InvalidQueryError } from '../errors/query.errors.js';
 import { SecureDatabaseError } from '../errors/secure-database.error.js';
+import type { CallOptions } from './cancellation.js';
 
 export type IsolationLevel = 'read committed' | 'repeatable read' | 'serializable';
 
-export interface TransactionOptions {
+/** `signal` and `timeoutMs` (CallOptions) cover the whole transaction: each statement, and the rollback on abort. */
+export interface TransactionOptions extends CallOptions {
   /** Default: the server's default_transaction_isolation (read committed unless configured). */
   isolationLevel?: IsolationLevel;
   /** BEGIN … READ ONLY: the server refuses writes. */
