@@ -12,6 +12,7 @@ export { DATABASE_ENV_NAMES, DATABASE_DEFAULTS } from './secure-database/config/
 export { resolveDatabaseConfig, type ResolvedDatabaseConfig } from './secure-database/config/resolve-database-config.js';
 export { redactUrl } from './secure-database/config/database-url.js';
 export { InjectPool, InjectDatabase } from './secure-database/secure-database.decorators.js';
+export { SecureDatabaseLogger, runBootstrap } from './secure-database/bootstrap.js';
 export { RequestSignal, requestSignalOf } from './secure-database/http/request-signal.js';
 export { getPoolToken, getDatabaseServiceToken } from './secure-database/secure-database.utils.js';
 export { DatabaseService } from './secure-database/service/database.service.js';

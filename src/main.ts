@@ -1,21 +1,12 @@
 import 'reflect-metadata';
 import type { Server } from 'node:http';
-import { ConsoleLogger, Logger } from '@nestjs/common';
+import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { SecureDatabaseError } from './index.js';
+import { SecureDatabaseError, SecureDatabaseLogger } from './index.js';
 import { startEmbeddedDatabaseIfNeeded } from './demo/embedded-database.js';
 
 const logger = new Logger('Demo');
-
-/** Nest's logger, minus the repeat of a database startup failure that the module already logged with its cause and fix. */
-class DemoLogger extends ConsoleLogger {
-  override error(message: unknown, ...rest: unknown[]): void {
-    // Nest's ExceptionHandler would log the error again with its `cause` (the driver error) serialised.
-    if (message instanceof SecureDatabaseError && rest.at(-1) === 'ExceptionHandler') return;
-    super.error(message, ...rest);
-  }
-}
 
 async function bootstrap(): Promise<void> {
   const embedded = await startEmbeddedDatabaseIfNeeded(process.env, logger);
@@ -26,7 +17,7 @@ async function bootstrap(): Promise<void> {
   try {
     app = await NestFactory.create<NestExpressApplication>(AppModule, {
       abortOnError: false, // throw instead of process.abort(), so we exit 1 with one clear line
-      logger: new DemoLogger({ json: production }),
+      logger: new SecureDatabaseLogger({ json: production }),
     });
   } catch (error) {
     await embedded?.stop();

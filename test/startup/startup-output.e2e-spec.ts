@@ -7,10 +7,11 @@ import { harness } from '../support/harness.js';
 
 const h = harness();
 const APP = join(import.meta.dirname, 'quick-start-app.mjs');
+const SCAFFOLD = join(import.meta.dirname, 'scaffold-app.mjs');
 
-/** Runs the quick-start app to its exit; everything it printed, stdout and stderr together. */
-function runQuickStart(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, [APP], {
+/** Runs the quick-start app (or another) to its exit; everything it printed, stdout and stderr together. */
+function runQuickStart(env: Record<string, string>, app = APP): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [app], {
     cwd: tmpdir(), // no .env of this repository
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', DATABASE_STARTUP_RETRIES: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -65,5 +66,37 @@ describe('a quick-start app that fails to start in production prints no driver d
     const run = await runQuickStart({ APP_ENV: 'development', DATABASE_URL: url(h.tls, { database: `missing_${database}` }), DATABASE_SSL_ROOT_CERT: h.caPath });
     expect(run.code).not.toBe(0);
     expect(run.output).toContain(`missing_${database}`);
+  });
+});
+
+/** `nest new`'s main.ts with SecureDatabaseLogger and runBootstrap: a failed startup is the module's one line. */
+describe("the scaffold's main.ts with SecureDatabaseLogger and runBootstrap", () => {
+  const missing = () => `postgresql://nobody:Scaffold-Secret@${h.tls.facts.host}:${h.tls.facts.port}/nothing_here`;
+  const lines = (output: string) => output.split('\n').filter((line) => line.trim() !== '' && !/ExperimentalWarning|--trace-warnings/.test(line));
+
+  it('prints one line for a failed database startup: the code and the fix, nothing from Nest about it', async () => {
+    const run = await runQuickStart({ APP_ENV: 'production', DATABASE_URL: missing(), DATABASE_SSL_ROOT_CERT: h.caPath }, SCAFFOLD);
+    expect(run.code).not.toBe(0);
+    const errors = lines(run.output).filter((line) => /ERROR|Error|error/.test(line));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain('Database startup failed [DB_AUTHENTICATION_FAILED]');
+    expect(run.output).not.toContain('ExceptionHandler');
+    expect(run.output).not.toContain('    at '); // no stack
+    expect(run.output).not.toContain('Scaffold-Secret');
+  });
+
+  it('a configuration error (thrown while Nest builds the module) is one line too', async () => {
+    const run = await runQuickStart({ APP_ENV: 'production', DATABASE_URL: 'mysql://nobody@db/app' }, SCAFFOLD);
+    expect(run.code).toBe(1);
+    const errors = lines(run.output).filter((line) => /ERROR|Error|error/.test(line));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain('Database startup failed [DB_CONFIGURATION]');
+  });
+
+  it('as generated, the same failure is followed by the error again with its stack (what the two changes remove)', async () => {
+    const run = await runQuickStart({ APP_ENV: 'production', DATABASE_URL: missing(), DATABASE_SSL_ROOT_CERT: h.caPath, SCAFFOLD: 'plain' }, SCAFFOLD);
+    expect(run.code).not.toBe(0);
+    expect(run.output).toContain('Database startup failed [DB_AUTHENTICATION_FAILED]');
+    expect(run.output).toContain('    at ');
   });
 });
