@@ -17,6 +17,7 @@ import type {
 import type { DatabasePool } from './pool/database-pool.js';
 import { DEFAULT_CONNECTION_NAME, SECURE_DATABASE_CONNECTION_NAME } from './secure-database.constants.js';
 import { logStartupFailure } from './errors/startup-failure-hint.js';
+import { runMigrations } from './migrate/run-migrations.js';
 import { establishStartupConnection } from './pool/startup-connection.js';
 import { createConnectionProviders, databaseLogger } from './secure-database.providers.js';
 import { getDatabasePoolToken, getDatabaseServiceToken, getPoolToken, getSecureDatabaseOptionsToken } from './secure-database.utils.js';
@@ -86,7 +87,22 @@ export class SecureDatabaseCoreModule implements OnModuleInit, OnModuleDestroy, 
       logStartupFailure(logger, error);
       throw error;
     }
+    if (db.config.migrations.run) await this.migrate(db, logger);
     registerTransactionalService(this.name, this.databaseService(), db);
+  }
+
+  /** migrationsRun: the pending migrations, through a pool of their own for the owner role; a failure fails startup. */
+  private async migrate(db: DatabasePool, logger: ReturnType<typeof databaseLogger>): Promise<void> {
+    const options = this.moduleRef.get<SecureDatabaseModuleOptions>(getSecureDatabaseOptionsToken(this.name));
+    try {
+      const { applied } = await runMigrations({ dir: db.config.migrations.dir, database: { ...options, migrationsRun: false }, log: (line) => logger.log(`Migrations: ${line}`) });
+      logger.log(`Migrations: ${applied.length ? `applied ${applied.join(', ')}` : 'none pending'}`);
+    } catch (error) {
+      await db.close();
+      // The migration error names the file and the SQLSTATE, never the SQL.
+      logger.error(`Database startup failed [migrations]: ${error instanceof Error ? error.message : String(error)}`);
+      throw error;
+    }
   }
 
   onModuleDestroy(): void {

@@ -51,6 +51,8 @@ export interface ResolvedDatabaseConfig {
   statementCacheSize: number;
   /** DATABASE_ROW_CASE: camel renames the columns of the query helpers' and streams' rows (service/row-case.ts). */
   rowCase: RowCase;
+  /** Migrations applied at startup (migrationsRun), from `dir`. */
+  migrations: { run: boolean; dir: string };
   warnings: string[];
 }
 
@@ -213,6 +215,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     pipelining: options.pipelining && pooler.mode !== 'transaction',
     statementCacheSize: pooler.mode === 'transaction' ? 0 : options.statementCacheSize,
     rowCase: options.rowCase,
+    migrations: { run: options.migrationsRun, dir: options.migrationsDir },
     warnings,
   };
 }

@@ -42,6 +42,8 @@ export const DATABASE_ENV_NAMES = {
   int8: 'DATABASE_INT8',
   numeric: 'DATABASE_NUMERIC',
   rowCase: 'DATABASE_ROW_CASE',
+  migrationsRun: 'DATABASE_MIGRATIONS_RUN',
+  migrationsDir: 'DATABASE_MIGRATIONS_DIR',
 } as const satisfies Record<Exclude<keyof SecureDatabaseModuleOptions, 'name'>, string>;
 
 export const DATABASE_DEFAULTS = {
@@ -63,6 +65,7 @@ export const DATABASE_DEFAULTS = {
   int8: 'string' as Int8Mode,
   numeric: 'string' as NumericMode,
   rowCase: 'none' as RowCase,
+  migrationsDir: 'migrations',
 };
 
 /** Options after validation: numbers are numbers, defaults applied (connectTimeoutMs may come from the URL). */
@@ -103,6 +106,8 @@ export interface ValidatedOptions {
   int8: Int8Mode;
   numeric: NumericMode;
   rowCase: RowCase;
+  migrationsRun: boolean;
+  migrationsDir: string;
 }
 
 const label = (key: keyof typeof DATABASE_ENV_NAMES) => `${DATABASE_ENV_NAMES[key]} (${key})`;
@@ -183,6 +188,8 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
     .valid(...ROW_CASES)
     .default(DATABASE_DEFAULTS.rowCase)
     .label(label('rowCase')),
+  migrationsRun: Joi.boolean().truthy('1', 'yes', 'on').falsy('0', 'no', 'off').default(false).label(label('migrationsRun')),
+  migrationsDir: Joi.string().default(DATABASE_DEFAULTS.migrationsDir).label(label('migrationsDir')),
 })
   .or('url', 'urlFile')
   .oxor('url', 'urlFile')

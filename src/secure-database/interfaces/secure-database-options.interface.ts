@@ -135,6 +135,16 @@ export interface SecureDatabaseModuleOptions {
    * mapping to one key is a RowCaseCollisionError. Raw pg use (@InjectPool) is not affected.
    */
   rowCase?: 'none' | 'camel';
+  /**
+   * Apply the pending migrations of `migrationsDir` at startup (DATABASE_MIGRATIONS_RUN), after the
+   * first connection passed its checks and before the app serves: as `npx nestjs-secure-postgres
+   * migrate` does (DATABASE_MIGRATION_URL, the owner role, else this connection's URL with a warning;
+   * the migration lock, so instances starting together apply each file once). A failed migration
+   * fails the startup. Default false: most deployments migrate in a release step of their own.
+   */
+  migrationsRun?: boolean | string;
+  /** The folder of migration files for migrationsRun (DATABASE_MIGRATIONS_DIR); default `migrations`, relative to the working directory. */
+  migrationsDir?: string;
 }
 
 export interface SecureDatabaseOptionsFactory {
