@@ -28,7 +28,7 @@ export async function createStandby(
   await primary.withSuperuser(async (admin) => {
     await admin.query('SELECT pg_catalog.pg_create_physical_replication_slot($1, true)', [slot]);
     // PostgreSQL 15 renamed pg_start_backup/pg_stop_backup (14 takes a third argument: false = non-exclusive).
-    const { rows: version } = await admin.query<{ num: number }>("SELECT current_setting('server_version_num')::int AS num");
+    const { rows: version } = await admin.query<{ num: number }>("SELECT pg_catalog.current_setting('server_version_num')::int AS num");
     const [start, stop] = version[0].num >= 150000 ? ['pg_backup_start($1, true)', 'pg_backup_stop(false)'] : ['pg_start_backup($1, true, false)', 'pg_stop_backup(false)'];
     await admin.query(`SELECT pg_catalog.${start}`, [`standby ${spec.name}`]);
     let stopped = false;

@@ -12,7 +12,7 @@ import { type CloudFacts, defaultApplicationName, detectCloud } from './cloud-pl
 import { type HostPort, parseDatabaseUrl } from './database-url.js';
 import { DATABASE_DEFAULTS, type ValidatedOptions, validateSecureDatabaseOptions } from './secure-database-options.schema.js';
 import { typeParsers } from './type-parsers.js';
-import type { RowCase } from '../service/row-case.js';
+import type { RowCase } from './row-case.js';
 
 /** Everything the pool needs, decided once at startup. Holds the password: never log this object whole. */
 export interface ResolvedDatabaseConfig {

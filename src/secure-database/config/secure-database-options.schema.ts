@@ -3,7 +3,7 @@ import { CHANNEL_BINDING_MODES, type ChannelBindingMode } from '../auth/channel-
 import type { PasswordProvider } from '../credentials/password-source.js';
 import type { MinimumSslMode, SecureDatabaseModuleOptions } from '../interfaces/secure-database-options.interface.js';
 import { POOLER_MODES, type PoolerMode } from '../pooler/pooler-mode.js';
-import { ROW_CASES, type RowCase } from '../service/row-case.js';
+import { ROW_CASES, type RowCase } from './row-case.js';
 import { INT8_MODES, type Int8Mode, NUMERIC_MODES, type NumericMode } from './type-parsers.js';
 
 /** Each option's environment variable: the public contract of `databaseConfig`. */

@@ -8,7 +8,7 @@ import { ConnectionCredentials } from '../credentials/connection-credentials.js'
 import { ShuttingDownError, ConnectTimeoutError, SslNotActiveError } from '../errors/connection.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable, toDatabaseError } from '../errors/to-database-error.js';
-import { useCamelCaseRows } from '../service/row-case.js';
+import { useCamelCaseRows } from '../config/row-case.js';
 import { connectToTarget } from '../failover/connect-to-target.js';
 import type { ServerState } from '../failover/target-session-attrs.js';
 import { refuseSessionStatement } from '../pooler/session-statements.js';

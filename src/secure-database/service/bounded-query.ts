@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { StatementEnvelope } from '../pooler/server-settings.js';
-import { camelCaseFields, camelCaseRowsOn } from './row-case.js';
+import { camelCaseFields, camelCaseRowsOn } from '../config/row-case.js';
 import type { StatementName } from './statement-cache.js';
 
 export type { StatementEnvelope };

@@ -6,7 +6,7 @@ import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { StreamIdleTimeoutError } from '../errors/stream.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
-import { camelCaseFields, camelCaseRowsOn } from './row-case.js';
+import { camelCaseFields, camelCaseRowsOn } from '../config/row-case.js';
 import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
 import { cancelledError, isCancelOutcome } from './cancellation.js';
 
