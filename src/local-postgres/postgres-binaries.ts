@@ -141,9 +141,14 @@ async function linkTree(from: string, into: string): Promise<void> {
     const source = join(from, entry.name);
     const target = join(into, entry.name);
     if (entry.isDirectory()) await linkTree(source, target);
-    else if (entry.isSymbolicLink()) await symlink(await readlink(source), target);
-    else await link(source, target).catch(() => copyFile(source, target));
+    else if (entry.isSymbolicLink()) await symlink(await readlink(source), target).catch(unlessExists);
+    else await link(source, target).catch((error: NodeJS.ErrnoException) => (error.code === 'EEXIST' ? undefined : copyFile(source, target)));
   }
+}
+
+// A tree linked before (local-db links into the same directory on every command) is reused as it is.
+function unlessExists(error: NodeJS.ErrnoException): void {
+  if (error.code !== 'EEXIST') throw error;
 }
 
 /**
