@@ -3,9 +3,9 @@ import { type Socket, createConnection, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { DatabaseService, InvalidQueryError, QueryCancelledError, StatementTimeoutError, sql } from '../../src/index.js';
+import { ConfigurationError, DatabaseService, InvalidQueryError, QueryCancelledError, StatementTimeoutError, sql } from '../../src/index.js';
 import { LocalPostgresCluster } from '../../src/local-postgres/index.js';
-import { startDatabaseApp } from '../support/database-app.js';
+import { startDatabaseApp, startupError } from '../support/database-app.js';
 import { TcpFaultProxy, throughProxy } from '../support/tcp-fault-proxy.js';
 import { harness, scratchDatabase } from '../support/harness.js';
 import { type Pgbouncer, startPgbouncer } from '../support/pgbouncer.js';
@@ -388,6 +388,18 @@ describe('the cancel request travels over TLS, as every other connection does', 
     const scratch = await scratchDatabase(h.tls);
     const forwarder = await recordingForwarder(scratch.cluster.facts);
     const viaForwarder = new LocalPostgresCluster({ ...scratch.cluster.facts, host: '127.0.0.1', port: forwarder.port });
+    if (params.sslnegotiation === 'direct' && h.binaries.major < 17) {
+      // Direct TLS needs PostgreSQL 17: before it the module refuses at startup, saying so (url-tls-parameters.e2e-spec).
+      try {
+        const refused = await startupError({ url: viaForwarder.url(params), sslRootCert: h.caPem, appEnv: 'production', poolMax: 1, startupRetries: 0 });
+        expect(refused).toBeInstanceOf(ConfigurationError);
+        expect(refused.message).toContain('sslnegotiation=direct needs PostgreSQL 17');
+      } finally {
+        await forwarder.close();
+        await scratch.drop();
+      }
+      return;
+    }
     const app = await startDatabaseApp({ url: viaForwarder.url(params), sslRootCert: h.caPem, appEnv: 'production', poolMax: 1 });
     const admin = await scratch.cluster.superuserClient(scratch.cluster.facts.database);
     try {
