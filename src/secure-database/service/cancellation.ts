@@ -99,7 +99,8 @@ export async function cancellable<T>(db: DatabasePool, client: pg.ClientBase, si
   try {
     return await work();
   } catch (error) {
-    if (cancelling && isCancelOutcome(error)) throw cancelledError(error);
+    // The cause mapped as every driver error is: in production its code only, never the driver's text.
+    if (cancelling && isCancelOutcome(error)) throw cancelledError(db.mapError(error));
     throw error;
   } finally {
     signal.removeEventListener('abort', onAbort);

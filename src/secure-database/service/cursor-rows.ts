@@ -112,7 +112,8 @@ export async function* cursorRows<R>(
     // wait for a ReadyForQuery that never comes).
     open = false;
     if (error instanceof TimeoutError || isConnectionUnusable(error)) broken();
-    if (cancelling && isCancelOutcome(error)) throw cancelledError(error);
+    // The cause mapped as every driver error is: in production its code only, never the driver's text.
+    if (cancelling && isCancelOutcome(error)) throw cancelledError(db.mapError(error));
     if (error instanceof TimeoutError) throw new ConnectionError('no answer from the server within the statement timeout (network)', { cause: error });
     throw db.mapError(error);
   } finally {
