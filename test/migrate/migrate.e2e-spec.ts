@@ -33,7 +33,9 @@ beforeEach(async () => {
     await admin.query(`GRANT CONNECT ON DATABASE ${database} TO ${appRole.user}`);
   });
   await h.tls.withSuperuser(async (admin) => {
-    await admin.query(`REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO ${appRole.user}`);
+    // As local-db does: the owner owns public (before PostgreSQL 15 the bootstrap superuser owns it, and
+    // only PUBLIC's CREATE, revoked here, let the owner create in it).
+    await admin.query(`ALTER SCHEMA public OWNER TO ${user}; REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO ${appRole.user}`);
     await admin.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${user} IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${appRole.user}`);
     await admin.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${user} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO ${appRole.user}`);
   }, database);
