@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { CopyDataError } from '../errors/copy.errors.js';
+import { StatementTimeoutError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { cancelledError } from '../service/cancellation.js';
@@ -38,4 +39,44 @@ export function copyError(db: DatabasePool, error: unknown, aborted: boolean): S
     sqlstate,
     cause: db.config.verboseErrors ? error : { code: sqlstate },
   });
+}
+
+// setTimeout's ceiling.
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * The statement timeout of a COPY, kept by the module. The server counts it only while it works: not
+ * while it waits for the next rows of a COPY FROM STDIN, nor while a COPY TO waits for a slow reader
+ * (blocked socket reads and writes only honour a terminate). So a copy whose rows stall, or whose
+ * reader stops, would hold its connection for ever: past `timeoutMs` from its start (0: none) the
+ * connection is discarded, and `expired()` says so for the error.
+ */
+export class CopyDeadline {
+  private timer?: NodeJS.Timeout;
+  private passed = false;
+
+  constructor(db: DatabasePool, client: pg.ClientBase, readonly timeoutMs: number) {
+    if (timeoutMs <= 0) return;
+    this.timer = setTimeout(() => {
+      this.passed = true;
+      discardConnection(db, client);
+    }, Math.min(timeoutMs, MAX_TIMER_MS));
+  }
+
+  get expired(): boolean {
+    return this.passed;
+  }
+
+  error(): StatementTimeoutError {
+    return new StatementTimeoutError(`the COPY did not finish within the statement timeout (${this.timeoutMs} ms), so its connection was closed and nothing of it was kept`);
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+/** A COPY's statement timeout: the call's timeoutMs, else the module's statement timeout. */
+export function copyTimeoutMs(db: DatabasePool, timeoutMs: number | undefined): number {
+  return timeoutMs ?? db.config.serverTimeouts.statementTimeoutMs;
 }

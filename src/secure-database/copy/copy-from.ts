@@ -6,7 +6,7 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import { SecureDatabaseError } from '../errors/secure-database.error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { type CallOptions, acquireUnlessAborted, beginWithTimeout, callOptionsOf, throwIfAborted } from '../service/cancellation.js';
-import { copyError, discardConnection } from './copy-connection.js';
+import { CopyDeadline, copyError, copyTimeoutMs, discardConnection } from './copy-connection.js';
 import { type CopyTable, copyFromStatement } from './copy-statement.js';
 import { CopyFieldError, encodeRow } from './copy-text-format.js';
 
@@ -20,8 +20,8 @@ export type CopyFromOptions = CallOptions;
 // chunk and the socket's buffer (a write waits for 'drain' when the server reads slower than we encode).
 const CHUNK_CHARS = 64 * 1024;
 
-// setTimeout's ceiling.
-const MAX_TIMER_MS = 2_147_483_647;
+// pg's own client-side timer is off: CopyDeadline bounds the whole copy.
+const NO_CLIENT_TIMER_MS = 2_147_483_647;
 
 /**
  * Streams `rows` into COPY `statement` … FROM STDIN on `client`, which this call holds alone, and
@@ -37,27 +37,51 @@ export async function copyRowsOn(
   width: number,
   rows: CopyRows,
   signal: AbortSignal | undefined,
-  backstopMs: number = MAX_TIMER_MS,
+  timeoutMs: number,
 ): Promise<number> {
   if (rows == null || (typeof (rows as AsyncIterable<unknown>)[Symbol.asyncIterator] !== 'function' && typeof (rows as Iterable<unknown>)[Symbol.iterator] !== 'function')) {
     throw new InvalidQueryError('copyFrom takes the rows as an iterable or async iterable of arrays');
   }
   throwIfAborted(signal);
-  const copy = client.query(Object.assign(copyFromStdin(statement), { query_timeout: backstopMs }));
+  const copy = client.query(Object.assign(copyFromStdin(statement), { query_timeout: NO_CLIENT_TIMER_MS }));
+  const deadline = new CopyDeadline(db, client, timeoutMs);
+  // The server's error (a bad value, statement_timeout) or the connection's loss, also while the rows'
+  // iterable is still producing the next row: the copy ends then, not when the iterable next yields.
   let serverError: unknown;
-  copy.on('error', (error: unknown) => (serverError ??= error));
+  // Rejects the pull in progress, if any (one promise per row, none kept).
+  let interrupt: ((error: unknown) => void) | undefined;
+  copy.on('error', (error: unknown) => {
+    serverError ??= error;
+    interrupt?.(error);
+  });
+  const failed = () => (serverError === undefined ? undefined : Promise.reject(serverError));
   const onAbort = () => discardConnection(db, client);
   signal?.addEventListener('abort', onAbort, { once: true });
+  const iterator = Symbol.asyncIterator in rows ? rows[Symbol.asyncIterator]() : (rows as Iterable<readonly unknown[]>)[Symbol.iterator]();
   let row = 0;
   let completed = false;
+  let exhausted = false;
   // True while waiting for the next row: what throws then is the rows' own iterable.
-  let pulling = true;
+  let pulling = false;
   try {
     let chunk = '';
-    for await (const values of rows) {
+    for (;;) {
+      pulling = true;
+      const pulled = iterator.next();
+      // A sync iterable's row is there already; an async one's is awaited, unless the copy fails first.
+      const next = 'then' in pulled ? await new Promise<IteratorResult<readonly unknown[]>>((resolve, reject) => {
+        interrupt = reject;
+        pulled.then(resolve, reject);
+      }) : pulled;
+      interrupt = undefined;
       pulling = false;
+      if (serverError !== undefined) throw serverError;
+      if (next.done) {
+        exhausted = true;
+        break;
+      }
       row++;
-      if (serverError !== undefined) break;
+      const values = next.value;
       if (!Array.isArray(values) || values.length !== width) {
         throw new InvalidQueryError(`copyFrom row ${row} is not an array of ${width} values (one per column)`);
       }
@@ -65,24 +89,25 @@ export async function copyRowsOn(
       if (chunk.length >= CHUNK_CHARS) {
         const room = copy.write(chunk);
         chunk = '';
-        if (!room && serverError === undefined) await once(copy, 'drain');
+        if (!room) await (failed() ?? once(copy, 'drain'));
       }
-      pulling = true;
     }
-    pulling = false;
-    if (serverError !== undefined) throw serverError;
     copy.end(chunk);
-    await once(copy, 'finish');
+    await (failed() ?? once(copy, 'finish'));
     completed = true;
     return copy.rowCount;
   } catch (error) {
+    if (deadline.expired) throw deadline.error();
     if (error instanceof CopyFieldError) throw new CopyDataError(row, `copyFrom row ${row}, column ${error.column}: the value holds ${error.problem}`);
     // Ours, or thrown by the rows' own iterable: unchanged.
     if (error instanceof SecureDatabaseError || (pulling && serverError === undefined && !signal?.aborted)) throw error;
     throw copyError(db, serverError ?? error, signal?.aborted === true);
   } finally {
+    deadline.stop();
     signal?.removeEventListener('abort', onAbort);
     if (!completed) discardConnection(db, client);
+    // Stopped early: the iterable is closed (not awaited: a generator still producing its next row would hold this call until it does).
+    if (!exhausted) Promise.resolve(iterator.return?.()).catch(() => undefined);
   }
 }
 
@@ -102,7 +127,7 @@ export async function copyFromPool(db: DatabasePool, table: CopyTable, columns: 
   try {
     if (wrapped) await client.query(beginWithTimeout(db.beginStatement('BEGIN'), timeoutMs));
     copying = true;
-    const count = await copyRowsOn(db, client, statement, columns.length, rows, signal, copyBackstopMs(db, timeoutMs));
+    const count = await copyRowsOn(db, client, statement, columns.length, rows, signal, copyTimeoutMs(db, timeoutMs));
     copying = false;
     if (wrapped) await client.query('COMMIT');
     return count;
@@ -114,10 +139,4 @@ export async function copyFromPool(db: DatabasePool, table: CopyTable, columns: 
     // A transaction left open (a failed BEGIN or COMMIT) makes release() destroy the connection.
     db.release(client);
   }
-}
-
-/** pg's client-side backstop for a COPY: the statement timeout that bounds it on the server, plus the connect timeout. */
-export function copyBackstopMs(db: DatabasePool, timeoutMs: number | undefined): number {
-  const statementMs = timeoutMs ?? db.config.serverTimeouts.statementTimeoutMs;
-  return statementMs > 0 ? Math.min(statementMs + db.config.timeouts.connectMs, MAX_TIMER_MS) : MAX_TIMER_MS;
 }

@@ -4,8 +4,7 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { type CallOptions, acquireUnlessAborted, beginWithTimeout, callOptionsOf, throwIfAborted } from '../service/cancellation.js';
 import { SqlFragment } from '../service/sql.js';
-import { copyError, discardConnection } from './copy-connection.js';
-import { copyBackstopMs } from './copy-from.js';
+import { CopyDeadline, copyError, copyTimeoutMs, discardConnection } from './copy-connection.js';
 import { copyToStatement } from './copy-statement.js';
 import { decodeRow } from './copy-text-format.js';
 
@@ -34,22 +33,65 @@ export function copyToText(query: string | SqlFragment): string {
  * throw in the loop, the signal) discards the connection: the server is still sending, and only
  * closing the socket stops it.
  */
-export async function* copyChunksOn(db: DatabasePool, client: pg.ClientBase, statement: string, signal: AbortSignal | undefined, backstopMs?: number): AsyncGenerator<Buffer> {
+export async function* copyChunksOn(db: DatabasePool, client: pg.ClientBase, statement: string, signal: AbortSignal | undefined, timeoutMs: number): AsyncGenerator<Buffer> {
   throwIfAborted(signal);
-  const copy = client.query(Object.assign(copyToStdout(statement), backstopMs ? { query_timeout: backstopMs } : {}));
+  // pg's own client-side timer is off: CopyDeadline bounds the whole copy, a slow reader included.
+  const copy = client.query(Object.assign(copyToStdout(statement), { query_timeout: 2_147_483_647 }));
+  const deadline = new CopyDeadline(db, client, timeoutMs);
   const onAbort = () => discardConnection(db, client);
   signal?.addEventListener('abort', onAbort, { once: true });
   let completed = false;
   try {
     try {
-      for await (const chunk of copy) yield chunk as Buffer;
+      yield* coalesced(copy);
     } catch (error) {
-      throw copyError(db, error, signal?.aborted === true);
+      throw deadline.expired ? deadline.error() : copyError(db, error, signal?.aborted === true);
     }
     completed = true;
   } finally {
+    deadline.stop();
     signal?.removeEventListener('abort', onAbort);
     if (!completed) discardConnection(db, client);
+  }
+}
+
+// pg-copy-streams gives one Buffer per CopyData message (a row): they are handed on in batches of about this size.
+const CHUNK_BYTES = 64 * 1024;
+
+/** The stream's Buffers, what is already there joined into one, read only as the loop asks. */
+async function* coalesced(copy: NodeJS.ReadableStream & { readableEnded?: boolean }): AsyncGenerator<Buffer> {
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const notify = () => wake?.();
+  const onError = (error: unknown) => {
+    failure ??= error;
+    notify();
+  };
+  copy.on('readable', notify);
+  copy.on('end', notify);
+  copy.on('error', onError);
+  try {
+    for (;;) {
+      const parts: Buffer[] = [];
+      let size = 0;
+      let part: Buffer | null;
+      while (size < CHUNK_BYTES && (part = copy.read() as Buffer | null) !== null) {
+        parts.push(part);
+        size += part.length;
+      }
+      if (parts.length > 0) {
+        yield parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
+        continue;
+      }
+      if (failure !== undefined) throw failure;
+      if (copy.readableEnded) return;
+      await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+    }
+  } finally {
+    copy.off('readable', notify);
+    copy.off('end', notify);
+    copy.off('error', onError);
   }
 }
 
@@ -86,7 +128,7 @@ export async function* copyToPool(db: DatabasePool, statement: string, options: 
       db.discardIfBroken(client, error);
       throw db.mapError(error);
     }
-    yield* copyChunksOn(db, client, statement, signal, copyBackstopMs(db, timeoutMs));
+    yield* copyChunksOn(db, client, statement, signal, copyTimeoutMs(db, timeoutMs));
     if (wrapped) {
       try {
         await client.query('COMMIT');

@@ -3,6 +3,7 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
+import { copyTimeoutMs } from '../copy/copy-connection.js';
 import { type CopyFromOptions, type CopyRows, copyRowsOn } from '../copy/copy-from.js';
 import { type CopyTable, copyFromStatement } from '../copy/copy-statement.js';
 import { type CopyRow, type CopyToOptions, copyChunksOn, copyToResult } from '../copy/copy-to.js';
@@ -127,7 +128,7 @@ export class ScopedConnection extends Queryable {
     const client = this.usableClient();
     this.streaming = true;
     try {
-      return await copyRowsOn(this.db, client, statement, columns.length, rows, signal);
+      return await copyRowsOn(this.db, client, statement, columns.length, rows, signal, this.copyTimeoutMs());
     } catch (error) {
       this.afterCopyFailure(client, error);
       throw error;
@@ -148,7 +149,7 @@ export class ScopedConnection extends Queryable {
     const client = this.usableClient();
     this.streaming = true;
     try {
-      yield* copyChunksOn(this.db, client, statement, signal);
+      yield* copyChunksOn(this.db, client, statement, signal, this.copyTimeoutMs());
     } catch (error) {
       this.afterCopyFailure(client, error);
       throw error;
@@ -163,6 +164,11 @@ export class ScopedConnection extends Queryable {
     const signal = eitherSignal(this.signal, options?.signal);
     throwIfAborted(signal);
     return signal;
+  }
+
+  /** The transaction's timeoutMs (withConnection's is a session setting the module does not see here), else the module's statement timeout. */
+  private copyTimeoutMs(): number {
+    return copyTimeoutMs(this.db, this.transactionOptions.timeoutMs);
   }
 
   private afterCopyFailure(client: pg.PoolClient, error: unknown): void {
