@@ -38,12 +38,21 @@ export async function* copyChunksOn(db: DatabasePool, client: pg.ClientBase, sta
   // pg's own client-side timer is off: CopyDeadline bounds the whole copy, a slow reader included.
   const copy = client.query(Object.assign(copyToStdout(statement), { query_timeout: 2_147_483_647 }));
   const deadline = new CopyDeadline(db, client, timeoutMs);
+  // pg-copy-streams ends the stream at CopyDone, before pg has read the ReadyForQuery that frees the
+  // connection: the copy is over only then (and a late error, the connection's loss, is never unhandled).
+  let failure: unknown;
+  const ready = new Promise<void>((resolve, reject) => {
+    (copy as unknown as { handleReadyForQuery(): void }).handleReadyForQuery = () => resolve();
+    copy.on('error', (error: unknown) => reject((failure ??= error)));
+  });
+  ready.catch(() => undefined);
   const onAbort = () => discardConnection(db, client);
   signal?.addEventListener('abort', onAbort, { once: true });
   let completed = false;
   try {
     try {
       yield* coalesced(copy);
+      await ready;
     } catch (error) {
       throw deadline.expired ? deadline.error() : copyError(db, error, signal?.aborted === true);
     }
@@ -75,6 +84,8 @@ async function* coalesced(copy: NodeJS.ReadableStream & { readableEnded?: boolea
       const parts: Buffer[] = [];
       let size = 0;
       let part: Buffer | null;
+      // After a failure (the deadline, the connection lost) nothing more is handed on, even what arrived before.
+      if (failure !== undefined) throw failure;
       while (size < CHUNK_BYTES && (part = copy.read() as Buffer | null) !== null) {
         parts.push(part);
         size += part.length;

@@ -6,6 +6,8 @@ import { InFailedTransactionError, InvalidQueryError, QueryError } from '../erro
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import { type CopyFromOptions, type CopyRows, copyFromPool } from '../copy/copy-from.js';
 import type { CopyTable } from '../copy/copy-statement.js';
+import { notifyCall } from '../listen/channel-name.js';
+import { type ListenOptions, NotificationListener, type NotificationHandler, type Subscription } from '../listen/notification-listener.js';
 import { type CopyRow, type CopyToOptions, copyToPool, copyToResult } from '../copy/copy-to.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
 import { type CallOptions, abandonOnAbort, acquireUnlessAborted, beginWithTimeout, callOptionsOf, cancellable, sessionStatementTimeoutSql, throwIfAborted } from './cancellation.js';
@@ -35,6 +37,8 @@ export class DatabaseService extends Queryable {
   private readonly statements: StatementCache;
   /** Autocommit statements pipelined when the pool is saturated (the pipelining option). */
   private readonly pipeline?: PipelinedRunner;
+  /** The dedicated LISTEN connection, opened by the first listen() (listen/). */
+  private listener?: NotificationListener;
 
   constructor(db: DatabasePool) {
     super(db);
@@ -255,6 +259,22 @@ export class DatabaseService extends Queryable {
       if (!connection.broken) await this.resetSession(db, client);
       db.release(client);
     }
+  }
+
+  /**
+   * Calls `handler` for each notification on `channel` (exact name, case kept) and resolves once the
+   * server listens. All channels share one dedicated connection, opened through the pool's connect path
+   * and reopened with backoff when lost; `onReconnect` then says notifications may have been missed.
+   * Behind a transaction pooler it needs DATABASE_DIRECT_URL (SessionUnavailableError otherwise).
+   */
+  listen(channel: string, handler: NotificationHandler, options?: ListenOptions): Promise<Subscription> {
+    return (this.listener ??= new NotificationListener(this.db)).listen(channel, handler, options);
+  }
+
+  /** pg_notify(channel, payload) with both bound; joins a transaction callback's transaction (delivered at its COMMIT). */
+  async notify(channel: string, payload?: string): Promise<void> {
+    const [text, values] = notifyCall(channel, payload);
+    await this.execute(text, values);
   }
 
   /**
