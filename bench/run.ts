@@ -44,6 +44,8 @@ async function runScenarios(bench: BenchDatabase, options: BenchOptions, report:
       if (options.only.has('select')) {
         peers.push(await serviceContender(target, options.poolMax, true), postgresJsContender(target, options.poolMax), await pgPipelineContender(target, options.poolMax));
       }
+      // Events + slow-query log + metrics on, beside the same service without them, in the same rounds.
+      if (options.observability) peers.push(await serviceContender(target, options.poolMax, false, true), await serviceContender(target, options.poolMax, true, true));
       const contenders = [service, rawPg, ...peers];
       report.line('Contenders:');
       for (const c of contenders) report.line(`  ${c.key.padEnd(12)} ${c.description}`);
@@ -100,6 +102,7 @@ function printSummary(results: Results, options: BenchOptions, machine: string[]
         'Client CPU: user + system time of the benchmark process per operation (the server runs on the same cores).',
     );
     report.line();
+    printObservabilityCost(results.throughput, report);
   }
   const c = results.connection;
   if (c) {
@@ -165,6 +168,29 @@ function printSummary(results: Results, options: BenchOptions, machine: string[]
     report.line('The service sends the SET LOCAL timeouts (one set_config statement) ahead of each statement in the same round trip, and adds them to BEGIN in a transaction; raw pg sends the statement alone and runs without server timeouts.');
     report.line();
   }
+}
+
+/** Observed vs plain service, each as its median ratio to raw pg in the same rounds: the cost of events + slow-query log + metrics. */
+function printObservabilityCost(throughput: ThroughputResult[], report: Report): void {
+  const rows: string[][] = [];
+  for (const observed of throughput.filter((r) => r.contender.endsWith('-observed'))) {
+    const plain = throughput.find((r) => r.workload === observed.workload && r.callers === observed.callers && r.contender === observed.contender.replace('-observed', ''));
+    if (!plain) continue;
+    const cost = 1 - observed.vsPg / plain.vsPg;
+    rows.push([
+      observed.workload === 'select' ? 'PK select' : 'insert in tx',
+      String(observed.callers),
+      plain.contender,
+      ratio(plain.vsPg),
+      ratio(observed.vsPg),
+      `${fixed(cost * 100, 1)} %`,
+      `${fixed(plain.cpuUsPerOp, 0)} → ${fixed(observed.cpuUsPerOp, 0)}`,
+    ]);
+  }
+  if (rows.length === 0) return;
+  report.table(['Observability on vs off', 'Callers', 'Contender', 'off: vs raw pg', 'on: vs raw pg', 'throughput cost', 'client CPU µs/op'], rows);
+  report.line('On: onQuery (a counter), DATABASE_SLOW_QUERY_MS=1000 (never reached) and metrics into an SDK MeterProvider exporting every 10 s. Cost: 1 − (on vs raw pg) / (off vs raw pg).');
+  report.line();
 }
 
 /** One SVG per throughput workload: ops/s against callers, a line per contender. */

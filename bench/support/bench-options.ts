@@ -23,6 +23,8 @@ export interface BenchOptions {
   only: Set<string>;
   /** Where the raw output goes; `-` for nowhere. */
   resultsDir: string;
+  /** Also run the service contenders with query events, the slow-query log and metrics on (`--observability`). */
+  observability: boolean;
 }
 
 export const SCENARIOS = ['select', 'insert', 'connect', 'memory', 'recovery', 'bounded', 'pooler'] as const;
@@ -65,5 +67,6 @@ export function readBenchOptions(argv = process.argv.slice(2), env = process.env
     demoUsers: pick('demo-users', 'BENCH_DEMO_USERS', base.demoUsers),
     only,
     resultsDir: argValue(argv, 'results-dir') ?? env.BENCH_RESULTS_DIR ?? 'bench/results',
+    observability: argv.includes('--observability') || env.BENCH_OBSERVABILITY === '1',
   };
 }

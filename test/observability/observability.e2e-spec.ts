@@ -1,5 +1,4 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import { metrics } from '@opentelemetry/api';
 import { type QueryEvent, PoolExhaustedError, ResultTooLargeError, UniqueViolationError, sql } from '../../src/index.js';
 import { LogCapture } from '../support/log-capture.js';
 import type { ServiceFixture } from '../service/service-fixture.js';
