@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { ARM_TITLES, type ArmKey, type ConnectionCostResult, runConnectionCost } from './scenarios/connection-cost.scenario.js';
 import { type BoundedResults, runBoundedResults } from './scenarios/bounded-results.scenario.js';
 import { type MemoryResult, runMemory } from './scenarios/memory.scenario.js';
+import { type ObserverCost, runObserverCost } from './scenarios/observability.scenario.js';
 import { type PoolerResults, runPooler } from './scenarios/pooler.scenario.js';
 import { type RecoveryResult, runRecovery } from './scenarios/recovery.scenario.js';
 import { type ThroughputResult, runThroughput, workloadTitle } from './scenarios/throughput.scenario.js';
@@ -30,6 +31,7 @@ interface Results {
   recovery?: RecoveryResult;
   bounded?: BoundedResults;
   pooler?: PoolerResults;
+  observer?: ObserverCost[];
 }
 
 async function runScenarios(bench: BenchDatabase, options: BenchOptions, report: Report): Promise<Results> {
@@ -45,7 +47,7 @@ async function runScenarios(bench: BenchDatabase, options: BenchOptions, report:
         peers.push(await serviceContender(target, options.poolMax, true), postgresJsContender(target, options.poolMax), await pgPipelineContender(target, options.poolMax));
       }
       // Events + slow-query log + metrics on, beside the same service without them, in the same rounds.
-      if (options.observability) peers.push(await serviceContender(target, options.poolMax, false, true), await serviceContender(target, options.poolMax, true, true));
+      if (options.only.has('observability') && options.only.has('select')) peers.push(await serviceContender(target, options.poolMax, false, true), await serviceContender(target, options.poolMax, true, true));
       const contenders = [service, rawPg, ...peers];
       report.line('Contenders:');
       for (const c of contenders) report.line(`  ${c.key.padEnd(12)} ${c.description}`);
@@ -66,6 +68,7 @@ async function runScenarios(bench: BenchDatabase, options: BenchOptions, report:
     if (options.only.has('recovery')) results.recovery = await runRecovery(target, service.service, rawPg.pool, options, report);
     if (options.only.has('bounded')) results.bounded = await runBoundedResults(target, options, report);
     if (options.only.has('pooler')) results.pooler = await runPooler(bench, options, report);
+    if (options.only.has('observability')) results.observer = await runObserverCost(report);
     return results;
   } finally {
     await Promise.allSettled([...peers, service, rawPg].map((c) => c.close()));
@@ -103,6 +106,10 @@ function printSummary(results: Results, options: BenchOptions, machine: string[]
     );
     report.line();
     printObservabilityCost(results.throughput, report);
+  }
+  if (results.observer) {
+    report.table(['Observer cost per statement (no database)', 'client CPU µs'], results.observer.map((c) => [c.variant, fixed(c.cpuUsPerStatement, 2)]));
+    report.line();
   }
   const c = results.connection;
   if (c) {

@@ -1,13 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import type { DatabasePool } from '../../src/secure-database/pool/database-pool.js';
 import { getDatabasePoolToken } from '../../src/secure-database/secure-database.utils.js';
-import { harness, scratchDatabase } from '../support/harness.js';
 import { LogCapture } from '../support/log-capture.js';
+import { type DemoApp, startDemoOnScratch } from './demo-app.js';
 
-const h = harness();
 // Values sent through the API: never in a metric.
 const EMAIL = 'metrics-9d4f1a@example.com';
 const NAME = 'Metrics Marker 9d4f1a';
@@ -19,29 +17,15 @@ function sample(text: string, name: string, labels: string, without?: string): n
 }
 
 describe('demo GET /metrics (DEMO_METRICS=prometheus: the OTel Prometheus exporter on the global MeterProvider)', () => {
+  let demo: DemoApp;
   let app: INestApplication;
-  let scratch: Awaited<ReturnType<typeof scratchDatabase>>;
-  const saved = { ...process.env };
 
   beforeAll(async () => {
-    scratch = await scratchDatabase(h.tls);
-    Object.assign(process.env, {
-      APP_ENV: 'production',
-      DEMO_METRICS: 'prometheus',
-      DATABASE_URL: scratch.cluster.url({}, { host: 'localhost' }),
-      DATABASE_SSL_ROOT_CERT: h.caPem,
-      DATABASE_SLOW_QUERY_MS: '10000',
-    });
-    const { AppModule } = await import('../../src/demo/app.module.js');
-    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-    app = await moduleRef.createNestApplication({ logger: new LogCapture() }).init();
+    demo = await startDemoOnScratch({ DEMO_METRICS: 'prometheus', DATABASE_SLOW_QUERY_MS: '10000' }, new LogCapture());
+    ({ app } = demo);
   });
 
-  afterAll(async () => {
-    await app?.close();
-    await scratch?.drop();
-    process.env = saved;
-  });
+  afterAll(() => demo?.close());
 
   it('serves the database metrics of the requests just made, matching the pool, with no value in it', async () => {
     const http = () => request(app.getHttpServer());

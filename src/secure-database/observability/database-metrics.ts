@@ -1,5 +1,26 @@
-// Types only: erased at runtime, so @opentelemetry/api (an optional peer) is never loaded from here.
-import type { Attributes, BatchObservableCallback, Counter, Histogram, Meter, MeterProvider, Observable } from '@opentelemetry/api';
+// The parts of @opentelemetry/api's Meter used here, declared structurally: the API is an optional peer,
+// so neither this code nor the published .d.ts files may need it to be installed.
+type Attributes = Record<string, string | number | boolean>;
+type Histogram = { record(value: number, attributes?: Attributes): void };
+type Counter = { add(value: number, attributes?: Attributes): void };
+/** An observable instrument, only ever handed back to the meter. */
+type Observable = object;
+type BatchObservableCallback = (result: { observe(observable: Observable, value: number, attributes?: Attributes): void }) => void;
+type InstrumentOptions = { unit?: string; description?: string; advice?: { explicitBucketBoundaries?: number[] } };
+
+export interface Meter {
+  createHistogram(name: string, options?: InstrumentOptions): Histogram;
+  createCounter(name: string, options?: InstrumentOptions): Counter;
+  createObservableUpDownCounter(name: string, options?: InstrumentOptions): Observable;
+  createObservableCounter(name: string, options?: InstrumentOptions): Observable;
+  addBatchObservableCallback(callback: BatchObservableCallback, observables: Observable[]): void;
+  removeBatchObservableCallback(callback: BatchObservableCallback, observables: Observable[]): void;
+}
+
+/** An OpenTelemetry MeterProvider, as far as the module uses it. */
+export interface MeterProvider {
+  getMeter(name: string, version?: string): Meter;
+}
 
 /** The meter every pool of the module records through (its instrumentation scope). */
 export const METER_NAME = 'nestjs-secure-postgres';
@@ -49,43 +70,37 @@ function instrumentsOf(meter: Meter): Instruments {
   let instruments = instrumentsByMeter.get(meter);
   if (!instruments) {
     const seconds = (description: string) => ({ unit: 's', description, advice: { explicitBucketBoundaries: DURATION_BUCKETS_S } });
+    const of = (unit: string, description: string) => ({ unit, description });
     instruments = {
       operationDuration: meter.createHistogram('db.client.operation.duration', seconds('Duration of database client operations.')),
-      timeouts: meter.createCounter('db.client.connection.timeouts', {
-        unit: '{timeout}',
-        description: 'The number of connection timeouts that have occurred trying to obtain a connection from the pool.',
-      }),
       createTime: meter.createHistogram('db.client.connection.create_time', seconds('The time it took to create a new connection (TCP, TLS, authentication and the TLS assertion).')),
       waitTime: meter.createHistogram('db.client.connection.wait_time', seconds('The time it took to obtain an open connection from the pool.')),
-      rowCapRefusals: meter.createCounter('secure_postgres.row_cap.refusals', {
-        unit: '{statement}',
-        description: 'Results refused by the row cap (maxRows, DATABASE_MAX_ROWS): ResultTooLargeError.',
-      }),
-      connectionCount: meter.createObservableUpDownCounter('db.client.connection.count', {
-        unit: '{connection}',
-        description: 'The number of connections that are currently in state described by the state attribute.',
-      }),
-      connectionMax: meter.createObservableUpDownCounter('db.client.connection.max', { unit: '{connection}', description: 'The maximum number of open connections allowed.' }),
-      pendingRequests: meter.createObservableUpDownCounter('db.client.connection.pending_requests', {
-        unit: '{request}',
-        description: 'The number of current pending requests for an open connection.',
-      }),
-      tlsAssertions: meter.createObservableCounter('secure_postgres.tls.assertions', {
-        unit: '{connection}',
-        description: 'New connections that passed / failed the TLS assertion (secure_postgres.tls.assertion.outcome).',
-      }),
-      cacheHits: meter.createObservableCounter('secure_postgres.statement_cache.hits', {
-        unit: '{statement}',
-        description: 'Statements run as a prepared statement their connection had already parsed.',
-      }),
-      cacheEvictions: meter.createObservableCounter('secure_postgres.statement_cache.evictions', {
-        unit: '{statement}',
-        description: 'Prepared statements closed to keep a connection within the statement cache size.',
-      }),
+      timeouts: meter.createCounter('db.client.connection.timeouts', of('{timeout}', 'The number of connection timeouts that have occurred trying to obtain a connection from the pool.')),
+      rowCapRefusals: meter.createCounter('secure_postgres.row_cap.refusals', of('{statement}', 'Results refused by the row cap (maxRows, DATABASE_MAX_ROWS): ResultTooLargeError.')),
+      connectionCount: meter.createObservableUpDownCounter(
+        'db.client.connection.count',
+        of('{connection}', 'The number of connections that are currently in state described by the state attribute.'),
+      ),
+      connectionMax: meter.createObservableUpDownCounter('db.client.connection.max', of('{connection}', 'The maximum number of open connections allowed.')),
+      pendingRequests: meter.createObservableUpDownCounter('db.client.connection.pending_requests', of('{request}', 'The number of current pending requests for an open connection.')),
+      tlsAssertions: meter.createObservableCounter(
+        'secure_postgres.tls.assertions',
+        of('{connection}', 'New connections that passed / failed the TLS assertion (secure_postgres.tls.assertion.outcome).'),
+      ),
+      cacheHits: meter.createObservableCounter('secure_postgres.statement_cache.hits', of('{statement}', 'Statements run as a prepared statement their connection had already parsed.')),
+      cacheEvictions: meter.createObservableCounter(
+        'secure_postgres.statement_cache.evictions',
+        of('{statement}', 'Prepared statements closed to keep a connection within the statement cache size.'),
+      ),
     };
     instrumentsByMeter.set(meter, instruments);
   }
   return instruments;
+}
+
+function observablesOf(instruments: Instruments): Observable[] {
+  const { connectionCount, connectionMax, pendingRequests, tlsAssertions, cacheHits, cacheEvictions } = instruments;
+  return [connectionCount, connectionMax, pendingRequests, tlsAssertions, cacheHits, cacheEvictions];
 }
 
 /** The meter of `provider` (the module's scope). */
@@ -140,14 +155,7 @@ export class PoolMetrics {
         result.observe(instruments.cacheEvictions, this.caches.reduce((sum, cache) => sum + cache.evictions, 0), poolName);
       }
     };
-    meter.addBatchObservableCallback(this.observe, [
-      instruments.connectionCount,
-      instruments.connectionMax,
-      instruments.pendingRequests,
-      instruments.tlsAssertions,
-      instruments.cacheHits,
-      instruments.cacheEvictions,
-    ]);
+    meter.addBatchObservableCallback(this.observe, observablesOf(instruments));
   }
 
   /** A statement cache of a service on this pool: its hits and evictions are reported. */
@@ -185,14 +193,7 @@ export class PoolMetrics {
 
   /** The pool closed: its gauges are no longer observed. */
   close(): void {
-    this.meter.removeBatchObservableCallback(this.observe, [
-      this.instruments.connectionCount,
-      this.instruments.connectionMax,
-      this.instruments.pendingRequests,
-      this.instruments.tlsAssertions,
-      this.instruments.cacheHits,
-      this.instruments.cacheEvictions,
-    ]);
+    this.meter.removeBatchObservableCallback(this.observe, observablesOf(this.instruments));
   }
 }
 
@@ -209,5 +210,5 @@ export async function appMeterProvider(explicit: unknown): Promise<MeterProvider
   const registered = (globalThis as Record<symbol, { metrics?: unknown } | undefined>)[GLOBAL_OTEL_API]?.metrics;
   if (registered === undefined) return undefined;
   const api = await import('@opentelemetry/api');
-  return api.metrics.getMeterProvider();
+  return api.metrics.getMeterProvider() as unknown as MeterProvider;
 }
