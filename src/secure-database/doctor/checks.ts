@@ -267,7 +267,7 @@ function rowLevelSecurity({ config, facts }: DoctorInput): DoctorCheck {
     );
   }
   if (server.rowSecurityTables === 0) return pass('row-level-security', `${who}: no table has row-level security enabled (nothing to bypass)`);
-  return pass('row-level-security', `${server.rowSecurityTables} table(s) with row-level security; their policies apply to ${who} (not an owner, no SUPERUSER or BYPASSRLS)`);
+  return pass('row-level-security', `${server.rowSecurityTables} table(s) with row-level security, each forced or owned by another role: their policies apply to ${who}`);
 }
 
 function passwordEncryption({ facts }: DoctorInput): DoctorCheck {

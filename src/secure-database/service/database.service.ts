@@ -258,7 +258,7 @@ export class DatabaseService extends Queryable {
    * calls merge (inner values win); a call's own `{ settings }` merge over them. Work `fn` leaves
    * running after it settles runs without them (it sees the settings empty), so await it inside.
    */
-  withSettings<T>(settings: DatabaseSettings, fn: () => Promise<T>): Promise<T> {
+  async withSettings<T>(settings: DatabaseSettings, fn: () => Promise<T>): Promise<T> {
     return runWithSettings(resolveSettings(settings), fn);
   }
 
