@@ -22,7 +22,20 @@ const CUSTOM_NAME = /^[a-z_][a-z0-9_$]*(?:\.[a-z_][a-z0-9_$]*)+$/;
 const EXTENSION_PREFIXES = new Set(['plpgsql', 'pg_stat_statements', 'auto_explain', 'pgaudit', 'pg_hint_plan', 'pg_trgm']);
 const MAX_NAME_LENGTH = 200;
 
+// Names already validated (a few fixed names per app, given on every call): no regular expression per call.
+const validNames = new Map<string, string>();
+const VALID_NAMES_MAX = 1_000;
+
 function settingName(name: string): string {
+  const known = validNames.get(name);
+  if (known !== undefined) return known;
+  const lower = validatedName(name);
+  if (validNames.size >= VALID_NAMES_MAX) validNames.clear();
+  validNames.set(name, lower);
+  return lower;
+}
+
+function validatedName(name: string): string {
   const lower = name.toLowerCase();
   if (lower.length > MAX_NAME_LENGTH || !CUSTOM_NAME.test(lower)) {
     throw new InvalidQueryError(
