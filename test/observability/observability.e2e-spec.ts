@@ -208,3 +208,34 @@ describe.each([directTarget(), transactionPoolerTarget()])('observability: $name
     expectNoValues(logs.text());
   });
 });
+
+describe('observability: behind PgBouncer with DATABASE_DIRECT_URL', () => {
+  const target = transactionPoolerTarget();
+  beforeAll(() => target.setUp(), 60_000);
+  afterAll(() => target.tearDown());
+
+  it('withConnection runs on the direct pool, which reports under its own pool name', async () => {
+    const probe = new MetricsProbe();
+    const events: QueryEvent[] = [];
+    const first = await target.start();
+    const directUrl = first.cluster.url();
+    await first.close();
+    const fixture = await target.start({ directUrl, meterProvider: probe.provider, onQuery: (event) => events.push(event) });
+    try {
+      await fixture.db.fetchval(sql`SELECT ${1}::int`);
+      await fixture.db.withConnection((connection) => connection.fetchval(sql`SELECT pg_advisory_lock(${MARKER_NUMBER})`));
+      expect(events.map((e) => [e.connection, e.inTransaction])).toEqual([
+        ['default', false],
+        ['direct', false],
+      ]);
+      const points = await probe.points();
+      expect(total(points, 'db.client.operation.duration', { 'db.client.connection.pool.name': 'default' })).toBe(1);
+      expect(total(points, 'db.client.operation.duration', { 'db.client.connection.pool.name': 'direct' })).toBe(1);
+      expect(total(points, 'db.client.connection.max', { 'db.client.connection.pool.name': 'direct' })).toBe(fixture.databasePool.direct!.config.pool.max);
+      expectNoValues(attributesText(points) + JSON.stringify(events));
+    } finally {
+      await fixture.close();
+      await probe.shutdown();
+    }
+  });
+});

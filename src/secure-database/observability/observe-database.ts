@@ -15,7 +15,7 @@ interface WarnLogger {
   warn(message: string): void;
 }
 
-/** The name a pool reports under: its connection's name (`default` for the unnamed one; DATABASE_DIRECT_URL's pool is `<name>-direct`). */
+/** The name a pool reports under: its connection's name (`default` for the unnamed one; DATABASE_DIRECT_URL's pool is `direct`, or `<name>-direct`). */
 export function poolNameOf(config: ResolvedDatabaseConfig): string {
   return config.name ?? 'default';
 }

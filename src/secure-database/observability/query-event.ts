@@ -5,7 +5,7 @@
  * normalised text in production, literals replaced by `?`).
  */
 export interface QueryEvent {
-  /** The connection's name (`default` for the unnamed one; the name of a named connection or replica; `<name>-direct` for DATABASE_DIRECT_URL). */
+  /** The connection's name (`default` for the unnamed one; the name of a named connection or replica; DATABASE_DIRECT_URL's pool: `direct`, or `<name>-direct`). */
   connection: string;
   /** The statement text as sent, with `$n` placeholders. */
   text: string;
