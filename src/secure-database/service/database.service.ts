@@ -40,6 +40,7 @@ export class DatabaseService extends Queryable {
     super(db);
     this.logger = new Logger(db.config.name ? `SecureDatabase:${db.config.name}` : 'SecureDatabase');
     this.statements = new StatementCache(db.config.statementCacheSize);
+    db.observer?.watchStatementCache(this.statements);
     if (db.config.pipelining) db.reportPipeline((this.pipeline = new PipelinedRunner(db)));
   }
 

@@ -79,6 +79,10 @@ export class ScopedConnection extends Queryable {
     return this.state.sessionChanged;
   }
 
+  protected override get inTransaction(): boolean {
+    return this.scope === 'transaction';
+  }
+
   /** @internal A nested transaction's work could not be undone: the transaction must roll back. */
   get doomed(): boolean {
     return this.state.doomed;
