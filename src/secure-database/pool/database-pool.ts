@@ -181,6 +181,11 @@ export class DatabasePool {
     const client = await this.acquire();
     try {
       return await fn(client);
+    } catch (error) {
+      // Ended by the server (57P01: its socket may not have closed yet), or left mid-statement by `fn`:
+      // never handed to the next caller.
+      this.discardIfBroken(client, error);
+      throw error;
     } finally {
       this.release(client);
     }
