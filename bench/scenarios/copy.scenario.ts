@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
 import type { BenchTarget } from '../support/bench-database.js';
+import { seed as sql } from './bounded-results.scenario.js';
 import type { BenchOptions } from '../support/bench-options.js';
 import { INSERT_BATCH, UNNEST_BATCH, WRITERS, type Writer } from '../support/copy-writer.js';
 import { type Report, fixed, whole } from '../support/report.js';
@@ -30,16 +30,6 @@ export interface CopyResults {
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
-
-async function sql(target: BenchTarget, ...statements: string[]): Promise<void> {
-  const client = new pg.Client(target.rawPg);
-  await client.connect();
-  try {
-    for (const statement of statements) await client.query(statement);
-  } finally {
-    await client.end();
-  }
-}
 
 /**
  * Issue 28's figures: COPY_ROWS rows (int, text needing escapes, NULLs, timestamptz) written four

@@ -7,6 +7,7 @@ import { NestFactory } from '@nestjs/core';
 import postgres from 'postgres';
 import { DatabaseService, SecureDatabaseModule } from '../../src/index.js';
 import { encodeRow } from '../../src/secure-database/copy/copy-text-format.js';
+import type { BenchTarget } from './bench-database.js';
 
 export const WRITERS = ['service-copyFrom', 'service-insert-batches', 'service-insert-unnest', 'postgres.js-copy'] as const;
 export type Writer = (typeof WRITERS)[number];
@@ -16,15 +17,7 @@ export const INSERT_BATCH = 1_000;
 export const UNNEST_BATCH = 10_000;
 export const COLUMNS = ['id', 'label', 'note', 'at'] as const;
 
-interface WriterTarget {
-  url: string;
-  caPem: string;
-  host: string;
-  port: number;
-  database: string;
-  user: string;
-  password: string;
-}
+type WriterTarget = Pick<BenchTarget, 'url' | 'caPem' | 'host' | 'port' | 'database' | 'user' | 'password'>;
 
 const mb = (bytes: number) => bytes / 1024 / 1024;
 const EPOCH = Date.UTC(2026, 0, 1);

@@ -17,8 +17,11 @@ export type CopyRows = AsyncIterable<readonly unknown[]> | Iterable<readonly unk
 export type CopyFromOptions = CallOptions;
 
 // Rows are written in chunks of about this many characters: few socket writes, memory bounded by the
-// chunk and the socket's buffer (a write waits for 'drain' when the server reads slower than we encode).
+// chunk and the copy stream's buffer (a write waits for 'drain' when the server reads slower than we encode).
 const CHUNK_CHARS = 64 * 1024;
+// The copy stream buffers this much before asking the encoder to wait: encoding the next chunks goes
+// on while the socket sends the last ones (with pg-copy-streams' default 16 KB every chunk waited).
+const BUFFERED_BYTES = 512 * 1024;
 
 // pg's own client-side timer is off: CopyDeadline bounds the whole copy.
 const NO_CLIENT_TIMER_MS = 2_147_483_647;
@@ -43,7 +46,7 @@ export async function copyRowsOn(
     throw new InvalidQueryError('copyFrom takes the rows as an iterable or async iterable of arrays');
   }
   throwIfAborted(signal);
-  const copy = client.query(Object.assign(copyFromStdin(statement), { query_timeout: NO_CLIENT_TIMER_MS }));
+  const copy = client.query(Object.assign(copyFromStdin(statement, { highWaterMark: BUFFERED_BYTES }), { query_timeout: NO_CLIENT_TIMER_MS }));
   const deadline = new CopyDeadline(db, client, timeoutMs);
   // The server's error (a bad value, statement_timeout) or the connection's loss, also while the rows'
   // iterable is still producing the next row: the copy ends then, not when the iterable next yields.
