@@ -68,6 +68,20 @@ function describeCopy(target: TransactionTarget): void {
       expect(answers).toEqual([1, 2, 3]);
     }
 
+    /** Sessions of this database still in a COPY, once none is (polled up to 5 s: the server sees a closed socket soon after). */
+    async function copiesLeftOnServer(): Promise<number> {
+      return f.cluster.withSuperuser(async (admin) => {
+        let left = 0;
+        for (let i = 0; i < 200; i++) {
+          const { rows } = await admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'COPY %' AND state <> 'idle'", [f.cluster.facts.database]);
+          left = rows[0].n;
+          if (left === 0) return 0;
+          await new Promise((resolve) => setTimeout(resolve, 25));
+        }
+        return left;
+      });
+    }
+
     it('round-trips every kind of value exactly: the same rows as bound parameters give, and copyTo reads them back as text', async () => {
       await f.db.execute('TRUNCATE copied, inserted');
       const rows = trickyRows();
@@ -153,6 +167,8 @@ function describeCopy(target: TransactionTarget): void {
         }
       }
       await expect(f.db.copyFrom('strict_rows', ['id', 'code'], failing())).rejects.toBeInstanceOf(SourceFailed);
+      // Its server session is gone (not left waiting for COPY data, nor handed to the next caller).
+      expect(await copiesLeftOnServer()).toBe(0);
       const controller = new AbortController();
       async function* aborting(): AsyncGenerator<unknown[]> {
         for (let i = 1; i <= 50_000; i++) {
@@ -161,6 +177,7 @@ function describeCopy(target: TransactionTarget): void {
         }
       }
       await expect(f.db.copyFrom('strict_rows', ['id', 'code'], aborting(), { signal: controller.signal })).rejects.toBeInstanceOf(QueryCancelledError);
+      expect(await copiesLeftOnServer()).toBe(0);
       expect(await f.db.fetchval('SELECT count(*)::int FROM strict_rows')).toBe(0);
       await expectHealthyPool();
     });
