@@ -71,12 +71,16 @@ export function startContinuousWrites(db: DatabaseService, writers: number, tabl
 export function writeFigures(attempts: WriteAttempt[], faultAt: number, resumedAt: number | undefined, onServer: Set<number>) {
   const acknowledged = attempts.filter((a) => !a.code);
   const failed = attempts.filter((a) => a.code);
+  const ends = acknowledged.map((a) => a.endedAt).sort((x, y) => x - y);
+  const gaps = ends.slice(1).map((end, i) => end - ends[i]);
   return {
     acknowledgedWrites: acknowledged.length,
     lostAcknowledgedWrites: acknowledged.filter((a) => !onServer.has(a.id)).length,
     failedWrites: failed.length,
     failedCodes: [...new Set(failed.map((a) => a.code!))].sort(),
     resumedAfterFaultMs: resumedAt === undefined ? null : Math.round(resumedAt - faultAt),
+    /** The longest time without a write being acknowledged. */
+    longestWriteGapMs: Math.round(Math.max(0, ...gaps)),
     slowestCallMs: Math.round(Math.max(...attempts.map((a) => a.endedAt - a.startedAt))),
   };
 }

@@ -76,12 +76,15 @@ const SERVER_SETTINGS = {
   shared_buffers: "'32MB'",
   max_connections: 60,
   fsync: 'off',
-  full_page_writes: 'off',
+  // pg_rewind (a demoted primary rejoining) needs both; without them pg_autoctl falls back to a base backup.
+  full_page_writes: 'on',
+  wal_log_hints: 'on',
 };
 
 export interface Formation {
   monitor: { port: number; dataDir: string };
-  nodes: [FormationNode, FormationNode];
+  /** Three data nodes: a primary and two standbys, so that number_sync_standbys can be 1. */
+  nodes: FormationNode[];
   /** PEM of the CA that signed every certificate. */
   caPem: string;
   caPath: string;
@@ -96,12 +99,16 @@ export interface Formation {
   waitForStates(wanted: Record<string, string>, timeoutMs?: number): Promise<void>;
   /** The node the monitor made primary (or wait_primary: no standby to wait for), once it reports so. */
   primary(): Promise<FormationNode>;
+  /** Waits until every running node has reached the state the monitor assigned it, one of them primary; returns that one. */
+  settled(timeoutMs?: number): Promise<FormationNode>;
   /** `pg_autoctl perform failover`: returns when the monitor has finished it. */
   performFailover(): Promise<void>;
   /** SIGKILL to the node's postmaster only: its pg_autoctl keeper is still running. */
   killPostmaster(node: FormationNode): Promise<void>;
   /** SIGKILL to the node's pg_autoctl and postgres (the machine is gone); resolves once every process of it has exited. */
   crashNode(node: FormationNode): Promise<void>;
+  /** SIGTERM to the node's pg_autoctl, as `pg_autoctl stop` sends: it stops its postgres (fast) and exits. */
+  stopNode(node: FormationNode): Promise<void>;
   /** `pg_autoctl run` again on a node's data directory. */
   startNode(node: FormationNode): void;
   /** SIGKILL to the monitor's pg_autoctl and postgres; resolves once every process of it has exited. */
@@ -129,21 +136,20 @@ setInterval(() => {
 }, 250);
 `;
 
-/** Live (not zombie) processes of a process group, from /proc. */
-function groupMembers(group: number): number[] {
+/** Live (not zombie) processes from /proc with their parent and process group. */
+function liveProcesses(): Array<{ pid: number; ppid: number; pgrp: number }> {
   return readdirSync('/proc')
     .filter((entry) => /^\d+$/.test(entry))
-    .filter((pid) => {
+    .flatMap((pid) => {
       try {
         // pid (comm) state ppid pgrp …: comm may hold spaces and parentheses, so read after the last ')'.
         const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return Number(pgrp) === group && state !== 'Z';
+        const [state, ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return state === 'Z' ? [] : [{ pid: Number(pid), ppid: Number(ppid), pgrp: Number(pgrp) }];
       } catch {
-        return false; // exited meanwhile
+        return []; // exited meanwhile
       }
-    })
-    .map(Number);
+    });
 }
 
 function pgHba(): string {
@@ -160,10 +166,11 @@ function pgHba(): string {
 }
 
 /**
- * A pg_auto_failover formation of its own: a monitor (localhost) and two data nodes (127.0.0.2 and
- * 127.0.0.3), each with its own certificate from one fresh CA naming only its own host, verify-full
- * between all of them, SCRAM everywhere over TCP, as the `postgres` OS account when we are root.
- * The app role and database are created on the primary (replicated to the secondary). ~40 s.
+ * A pg_auto_failover formation of its own: a monitor (localhost) and three data nodes (127.0.0.2,
+ * 127.0.0.3, 127.0.0.4; number_sync_standbys 1), each with its own certificate from one fresh CA
+ * naming only its own host, verify-full between all of them, SCRAM everywhere over TCP, as the
+ * `postgres` OS account when we are root. The app role and database are created on the primary
+ * (replicated to the standbys). ~50 s.
  */
 export async function startFormation(): Promise<Formation> {
   const installed = await pgAutoFailoverInstall();
@@ -191,10 +198,8 @@ export async function startFormation(): Promise<Formation> {
 
   const ca = await createCertificateAuthority(rootDir, 'ha-ca');
   const monitorPort = await freePort();
-  const nodes: [FormationNode, FormationNode] = [
-    { name: 'node1', host: '127.0.0.2', port: await freePort(), dataDir: join(rootDir, 'node1'), running: false },
-    { name: 'node2', host: '127.0.0.3', port: await freePort(), dataDir: join(rootDir, 'node2'), running: false },
-  ];
+  const nodes: FormationNode[] = [];
+  for (const n of [1, 2, 3]) nodes.push({ name: `node${n}`, host: `127.0.0.${n + 1}`, port: await freePort(), dataDir: join(rootDir, `node${n}`), running: false });
   const monitorDir = join(rootDir, 'monitor');
   const tls = async (name: string, hosts: string[]) => {
     const dir = join(rootDir, `${name}-tls`);
@@ -223,10 +228,12 @@ export async function startFormation(): Promise<Formation> {
   const logs = new Map<string, string>();
   const launch = (name: string, args: string[]) => {
     const child = spawn(installed.pgAutoctl, args, { ...account, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // One log per launch: a restarted node's first lines say why it does (not) serve.
+    const key = `${name} (${args.slice(0, 2).join(' ')}, launch ${[...logs.keys()].filter((k) => k.startsWith(`${name} `)).length + 1})`;
     let log = '';
     const keep = (chunk: Buffer) => {
       log = (log + chunk.toString()).slice(-20_000);
-      logs.set(name, log);
+      logs.set(key, log);
     };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
@@ -271,11 +278,43 @@ export async function startFormation(): Promise<Formation> {
     }
   };
 
-  // A restart on the same data directory fails while any process of the old server still holds its shared memory.
-  const killGroup = async (child: ChildProcess | undefined) => {
+  // Every process of a server: its pg_autoctl's process group, the postmaster (a keeper that restarted
+  // it may have started it elsewhere) and its children, which PostgreSQL puts in sessions of their own. A restart on the same data directory fails
+  // while any of them still holds the old server's shared memory.
+  const killServer = async (child: ChildProcess | undefined, dataDir: string) => {
     if (!child?.pid) return;
-    process.kill(-child.pid, 'SIGKILL');
-    await until(`process group ${child.pid} exiting`, 10_000, async () => (groupMembers(child.pid!).length === 0 ? true : undefined));
+    const postmaster = await readFile(join(dataDir, 'postmaster.pid'), 'utf8').then((text) => Number(text.split('\n')[0]), () => -1);
+    const doomed = liveProcesses().filter((p) => p.pgrp === child.pid || p.pid === postmaster || p.ppid === postmaster).map((p) => p.pid);
+    if (!doomed.includes(postmaster)) throw new Error(`${dataDir}: no running postmaster to kill (postmaster.pid says ${postmaster})`);
+    for (const pid of doomed) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // exited meanwhile
+      }
+    }
+    await until(`the processes of ${dataDir} exiting`, 10_000, async () => {
+      const alive = new Set(liveProcesses().map((p) => p.pid));
+      return doomed.some((pid) => alive.has(pid)) ? undefined : true;
+    });
+  };
+
+  /** SIGTERM to a pg_autoctl: it stops its postgres (fast) and exits; SIGKILL to its group after 15 s. */
+  const terminate = async (child: ChildProcess | undefined) => {
+    if (!child?.pid || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    if ((await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)])) === false) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
   };
 
   const states = () =>
@@ -318,6 +357,14 @@ export async function startFormation(): Promise<Formation> {
       if (!node) throw new Error(`no primary in ${JSON.stringify(now)}`);
       return node;
     },
+    settled: (timeoutMs = 60_000) =>
+      until('the formation settling', timeoutMs, async () => {
+        const now = await states();
+        const running = now.filter((n) => nodes.find((node) => node.name === n.name)?.running);
+        const stable = running.every((n) => n.reported === n.assigned && ['primary', 'wait_primary', 'secondary'].includes(n.reported));
+        const primaries = running.filter((n) => n.reported === 'primary' || n.reported === 'wait_primary');
+        return stable && primaries.length === 1 ? nodes.find((node) => node.name === primaries[0].name) : undefined;
+      }),
     async performFailover() {
       await autoctl(['perform', 'failover', '--pgdata', monitorDir, '--wait', '60']);
     },
@@ -327,13 +374,17 @@ export async function startFormation(): Promise<Formation> {
     },
     async crashNode(node) {
       node.running = false;
-      await killGroup(groups.get(node.name));
+      await killServer(groups.get(node.name), node.dataDir);
+    },
+    async stopNode(node) {
+      node.running = false;
+      await terminate(groups.get(node.name));
     },
     startNode(node) {
       launch(node.name, ['run', '--pgdata', node.dataDir]);
       node.running = true;
     },
-    crashMonitor: () => killGroup(groups.get('monitor')),
+    crashMonitor: () => killServer(groups.get('monitor'), monitorDir),
     async startMonitor() {
       launch('monitor', ['run', '--pgdata', monitorDir]);
       await until('the monitor accepting connections', 30_000, () => withSuperuser(monitor, 'pg_auto_failover', async () => true));
@@ -343,23 +394,7 @@ export async function startFormation(): Promise<Formation> {
     async stop() {
       if (stopped) return;
       stopped = true;
-      await Promise.all(
-        [...groups.values()].map(async (child) => {
-          const exited = new Promise((resolve) => child.once('exit', resolve));
-          try {
-            process.kill(-child.pid!, 'SIGTERM'); // pg_autoctl stops its postgres (fast) and exits
-          } catch {
-            return;
-          }
-          if ((await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)])) === false) {
-            try {
-              process.kill(-child.pid!, 'SIGKILL');
-            } catch {
-              // gone meanwhile
-            }
-          }
-        }),
-      );
+      await Promise.all([...groups.values()].map(terminate));
       await rm(rootDir, { recursive: true, force: true });
       try {
         process.kill(reaper.pid!);
@@ -401,15 +436,22 @@ export async function startFormation(): Promise<Formation> {
       await client.query(`CREATE ROLE ${client.escapeIdentifier(app.user)} LOGIN PASSWORD ${client.escapeLiteral(app.password)}`);
       await client.query(`ALTER DATABASE ${client.escapeIdentifier(app.database)} OWNER TO ${client.escapeIdentifier(app.user)}`);
     });
-    createNode(nodes[1], nodeCerts[1]);
-    // pg_basebackup waits for a checkpoint, which the primary would otherwise spread over minutes.
-    await until('node2 joining as a secondary', 90_000, async () => {
-      const now = await states();
-      if (now.some((n) => n.name === 'node2' && n.assigned === 'catchingup')) await withSuperuser(nodes[0], 'postgres', (c) => c.query('CHECKPOINT'));
-      const done = now.some((n) => n.name === 'node1' && n.reported === 'primary' && n.assigned === 'primary') &&
-        now.some((n) => n.name === 'node2' && n.reported === 'secondary' && n.assigned === 'secondary');
-      return done || undefined;
-    });
+    for (const [i, node] of nodes.entries()) {
+      if (i === 0) continue;
+      createNode(node, nodeCerts[i]);
+      // pg_basebackup waits for a checkpoint, which the primary would otherwise spread over minutes.
+      await until(`${node.name} joining as a secondary`, 90_000, async () => {
+        const now = await states();
+        if (now.some((n) => n.name === node.name && n.assigned === 'catchingup')) await withSuperuser(nodes[0], 'postgres', (c) => c.query('CHECKPOINT'));
+        return now.some((n) => n.name === node.name && n.reported === 'secondary' && n.assigned === 'secondary') || undefined;
+      });
+    }
+    // Durability over availability: a commit waits for a standby (ANY 1), whatever state the monitor
+    // assigns the primary. With the default 0 the primary goes asynchronous (wait_primary) whenever
+    // the monitor sees no healthy standby, which a planned failover can briefly make it believe.
+    // (The monitor's function: Debian's pg_autoctl 2.0 rejects every value of `set formation number-sync-standbys`.)
+    await withSuperuser(monitor, 'pg_auto_failover', (c) => c.query("SELECT pgautofailover.set_formation_number_sync_standbys('default', 1)"));
+    await waitForStates({ node1: 'primary', node2: 'secondary', node3: 'secondary' });
     return formation;
   } catch (error) {
     await formation.stop();
