@@ -6,7 +6,7 @@ import type { SecureDatabaseModuleOptions } from '../../src/secure-database/inte
 import { createHealthApp } from '../health/health-app.js';
 import { reportFigure } from '../resilience/figures.js';
 import { type ContinuousWrites, startContinuousWrites, writeFigures } from '../support/continuous-writes.js';
-import { startupError } from '../support/database-app.js';
+import { startDatabaseApp, startupError } from '../support/database-app.js';
 import { type Formation, type FormationNode, MONITOR_SETTINGS, startFormation } from '../support/pg-auto-failover.js';
 
 /** Per app: two apps write at once, one with the statement cache (the default), one pipelined. */
@@ -120,6 +120,14 @@ describe('pg_auto_failover: the module on the URL the formation hands out', () =
     expect(primary).not.toBe(old);
     // Each host verified against its own name: the new primary's certificate names only its own address.
     for (const app of apps) expect((await ready(app)).body.info.database).toMatchObject({ status: 'up', role: 'primary', host: `${primary.host}:${primary.port}` });
+    // With the old primary back as a standby, a fresh app's connections pass it over for the new primary.
+    await formation.waitForStates({ [old.name]: 'secondary' });
+    const fresh = await startDatabaseApp(appOptions());
+    try {
+      await fresh.app.get(DatabaseService).execute(sql`INSERT INTO writes (id, writer) VALUES (-1, -1)`);
+    } finally {
+      await fresh.close();
+    }
   }, 60_000);
 
   it('a host whose certificate names another host is refused with the TLS error that says so, not skipped as "no primary"', async () => {
