@@ -5,7 +5,7 @@ import { SessionUnavailableError } from '../errors/pooler.errors.js';
 import { InFailedTransactionError, InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
-import { type CallOptions, abandonOnAbort, acquireUnlessAborted, beginWithTimeout, callOptionsOf, cancellable, sessionStatementTimeoutSql, throwIfAborted } from './cancellation.js';
+import { type CallOptions, type ResolvedCallOptions, abandonOnAbort, acquireUnlessAborted, beginWithTimeout, callOptionsOf, cancellable, sessionStatementTimeoutSql, throwIfAborted } from './cancellation.js';
 import { cursorRows } from './cursor-rows.js';
 import { PipelinedRunner } from '../pipeline/pipelined-runner.js';
 import { Queryable, type ResultShape, runCached, runStatement } from './queryable.js';
@@ -14,6 +14,8 @@ import { StatementCache } from './statement-cache.js';
 import { changesSession, statementFacts } from './statement-facts.js';
 import { type TransactionOptions, isRetryableTransactionError, planTransaction, retryDelayMs } from './transaction-options.js';
 import { joinedTransaction, runInTransactionScope } from './transaction-scope.js';
+import { type DatabaseSettings, SettingsInUse, resolveSettings } from '../settings/database-settings.js';
+import { runWithSettings } from '../settings/settings-scope.js';
 
 /**
  * The injectable query API of one connection. Constructed by the module (not by Nest's class
@@ -31,11 +33,14 @@ export class DatabaseService extends Queryable {
   private readonly statements: StatementCache;
   /** Autocommit statements pipelined when the pool is saturated (the pipelining option). */
   private readonly pipeline?: PipelinedRunner;
+  /** Setting names given so far: every later statement sets each (empty when not given). */
+  private readonly settingsInUse = new SettingsInUse();
 
   constructor(db: DatabasePool) {
     super(db);
     this.logger = new Logger(db.config.name ? `SecureDatabase:${db.config.name}` : 'SecureDatabase');
     this.statements = new StatementCache(db.config.statementCacheSize);
+    db.observer?.watchStatementCache(this.statements);
     if (db.config.pipelining) db.reportPipeline((this.pipeline = new PipelinedRunner(db)));
   }
 
@@ -57,6 +62,15 @@ export class DatabaseService extends Queryable {
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.db.guardStatement(text);
     if (statementFacts(text).transactionControl) throw transactionControlRefused();
+    // The settings ahead of the statement, in its round trip and implicit transaction.
+    const settingsStatement = this.settingsInUse.statement(shape.settings);
+    if (settingsStatement) shape = { ...shape, settingsStatement };
+    const result = await this.runAutocommit(text, values, shape);
+    this.settingsInUse.remember(shape.settings);
+    return result;
+  }
+
+  private async runAutocommit(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     // Behind a transaction pooler: the SET LOCAL timeouts ahead of the statement, in its round trip.
     const envelope = this.db.statementEnvelope;
     // Pipelined: never cancelled on the server (see CallOptions.signal); the caller is let go at the abort.
@@ -95,10 +109,11 @@ export class DatabaseService extends Queryable {
     throw this.db.mapError(error);
   }
 
-  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R> {
+  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: ResolvedCallOptions): AsyncGenerator<R> {
     this.db.guardStatement(text);
     if (statementFacts(text).transactionControl) throw transactionControlRefused();
     const { signal, timeoutMs } = call;
+    const settingsStatement = this.settingsInUse.statement(call.settings);
     const client = await acquireUnlessAborted(this.db, signal);
     // Set when the consumer stalled past the idle deadline: the connection was handed back from a timer
     // (this generator, suspended at a yield, could not), so nothing below may touch it again.
@@ -115,8 +130,8 @@ export class DatabaseService extends Queryable {
       },
     };
     try {
-      // A per-call timeout needs a transaction to be SET LOCAL in: the stream then gets one, as behind a pooler.
-      if (!this.db.transactionPooled && timeoutMs === undefined) {
+      // A per-call timeout or settings need a transaction to be SET LOCAL in: the stream then gets one, as behind a pooler.
+      if (!this.db.transactionPooled && timeoutMs === undefined && !settingsStatement) {
         try {
           yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, undefined, signal);
         } finally {
@@ -128,6 +143,10 @@ export class DatabaseService extends Queryable {
       let committed = false;
       try {
         await client.query(beginWithTimeout(this.db.beginStatement('BEGIN'), timeoutMs));
+        if (settingsStatement) {
+          await client.query(settingsStatement.text, settingsStatement.values as string[]);
+          this.settingsInUse.remember(call.settings);
+        }
         yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, undefined, signal);
         await client.query('COMMIT');
         committed = true;
@@ -174,7 +193,7 @@ export class DatabaseService extends Queryable {
     const call = callOptionsOf(options);
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.transactionAttempt(fn, beginWithTimeout(this.db.beginStatement(plan.begin), call.timeoutMs), options, call.signal);
+        return await this.transactionAttempt(fn, beginWithTimeout(this.db.beginStatement(plan.begin), call.timeoutMs), options, call);
       } catch (error) {
         if (attempt >= plan.retries || !isRetryableTransactionError(error)) throw error;
       }
@@ -182,11 +201,18 @@ export class DatabaseService extends Queryable {
     }
   }
 
-  private async transactionAttempt<T>(fn: (tx: ScopedConnection) => Promise<T>, begin: string, options: TransactionOptions, signal?: AbortSignal): Promise<T> {
+  private async transactionAttempt<T>(fn: (tx: ScopedConnection) => Promise<T>, begin: string, options: TransactionOptions, call: ResolvedCallOptions): Promise<T> {
+    const { signal, settings } = call;
     const client = await acquireUnlessAborted(this.db, signal);
-    const tx = new ScopedConnection(this.db, client, 'transaction', options, signal);
+    const tx = new ScopedConnection(this.db, client, 'transaction', options, signal, settings);
     try {
       await tx[CONTROL](begin);
+      // Every statement of the transaction runs with them (SET LOCAL: they end with it).
+      const settingsStatement = this.settingsInUse.statement(settings);
+      if (settingsStatement) {
+        await tx[CONTROL](settingsStatement);
+        this.settingsInUse.remember(settings);
+      }
       let result: T;
       try {
         result = await runInTransactionScope(this.db, tx, fn);
@@ -225,6 +251,19 @@ export class DatabaseService extends Queryable {
   }
 
   /**
+   * Runs `fn` with `settings` (custom `prefix.name` settings, e.g. `{ 'app.tenant_id': tenantId }`)
+   * applied to every statement the module runs inside it, through AsyncLocalStorage: the query
+   * helpers, streams, transactions and withConnection, of this and every other connection of the
+   * module (named connections, replicas). Each statement gets them transaction-locally in its own
+   * round trip (see CallOptions.settings), so they never reach another caller's statements. Nested
+   * calls merge (inner values win); a call's own `{ settings }` merge over them. Work `fn` leaves
+   * running after it settles runs without them (it sees the settings empty), so await it inside.
+   */
+  async withSettings<T>(settings: DatabaseSettings, fn: () => Promise<T>): Promise<T> {
+    return runWithSettings(resolveSettings(settings), fn);
+  }
+
+  /**
    * Runs `fn` with one connection of its own, for session-level work (advisory locks, SET, temporary
    * tables, LISTEN). Before the connection returns to the pool its session is reset with DISCARD
    * ALL (which also releases advisory locks); when that fails the connection is destroyed instead.
@@ -239,12 +278,18 @@ export class DatabaseService extends Queryable {
    */
   async withConnection<T>(fn: (connection: ScopedConnection) => Promise<T>, options: CallOptions = {}): Promise<T> {
     this.refuseInsideTransaction();
-    const { signal, timeoutMs } = callOptionsOf(options ?? {});
+    const { signal, timeoutMs, settings } = callOptionsOf(options ?? {});
     const db = this.sessionPool();
     const client = await acquireUnlessAborted(db, signal);
-    const connection = new ScopedConnection(db, client, 'session', {}, signal);
+    const connection = new ScopedConnection(db, client, 'session', {}, signal, settings);
     try {
       if (timeoutMs !== undefined) await connection[CONTROL](sessionStatementTimeoutSql(timeoutMs));
+      // For the session (the callback's), until DISCARD ALL resets it on release.
+      const settingsStatement = this.settingsInUse.statement(settings, false);
+      if (settingsStatement) {
+        await connection[CONTROL](settingsStatement);
+        this.settingsInUse.remember(settings);
+      }
       return await fn(connection);
     } finally {
       connection.end();

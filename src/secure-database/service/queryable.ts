@@ -3,11 +3,13 @@ import type pg from 'pg';
 import { InvalidQueryError, NotFoundError, ResultTooLargeError, TooManyRowsError } from '../errors/query.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { type StatementEnvelope, queryBounded } from './bounded-query.js';
-import { type CallOptions, callOptionsOf, refuseTimeoutInTransaction, throwIfAborted, withCallTimeout } from './cancellation.js';
+import type { BoundStatement, ResolvedSettings } from '../settings/database-settings.js';
+import { type CallOptions, type ResolvedCallOptions, callOptionsOf, refuseInTransaction, throwIfAborted, withCallTimeout } from './cancellation.js';
 import { type StatementCache, type StatementName, statementCacheFailure } from './statement-cache.js';
 import { type RowOptions, type SchemaOutput, rowSchemaOf, validateRow, validateRows } from './row-schema.js';
 import { statementFacts } from './statement-facts.js';
 import { SqlFragment } from './sql.js';
+import type { StatementRoute } from '../observability/query-event.js';
 
 /** A row as node-postgres returns it: column name → parsed value. */
 export type Row = Record<string, unknown>;
@@ -47,14 +49,18 @@ export interface StreamOptions extends RowOptions, CallOptions {
   batchSize?: number;
 }
 
-/** What a statement's caller keeps of its result. */
-export interface ResultShape {
+/** What a statement's caller keeps of its result; the path that sends it notes how (pipelined, cached) for query events. */
+export interface ResultShape extends StatementRoute {
   rowMode?: 'array';
   /** Most rows to keep (more is a ResultTooLargeError); 0 keeps none, only the row count. */
   maxRows: number;
-  /** The call's AbortSignal and statement_timeout (CallOptions), validated. */
+  /** The call's AbortSignal, statement_timeout and settings (CallOptions), validated. */
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** The settings the caller's statements run with (its own over those of its withSettings scope). */
+  settings?: ResolvedSettings;
+  /** Set by the runner: the set_config statement sent ahead of this one, in its round trip (see settings/). */
+  settingsStatement?: BoundStatement;
 }
 
 export const DEFAULT_STREAM_BATCH_SIZE = 500;
@@ -74,11 +80,24 @@ export abstract class Queryable {
   protected abstract run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult>;
 
   /** Reads one statement's rows batch by batch on the connection this handle stands for. */
-  protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R>;
+  protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: ResolvedCallOptions): AsyncGenerator<R>;
 
   /** Where a call runs: this handle, or (for the service, inside its transaction callback) the transaction's handle. */
   protected runner(): Queryable {
     return this;
+  }
+
+  /** Statements through this handle run inside transaction() (query events' inTransaction). */
+  protected get inTransaction(): boolean {
+    return false;
+  }
+
+  /** Every buffered statement goes through here: run where it belongs, reported to the pool's observer if it has one. */
+  private runObserved(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+    const runner = this.runner();
+    const observer = runner.db.observer;
+    if (observer === undefined) return runner.run(text, values, shape);
+    return observer.statement(text, shape, runner.inTransaction, () => runner.run(text, values, shape));
   }
 
   /** Rows, row count, command tag and fields. With `{ schema }`, rows validated and typed by it. */
@@ -147,7 +166,7 @@ export abstract class Queryable {
   execute(text: string, params?: readonly unknown[], options?: CallOptions): Promise<number>;
   async execute(query: QueryInput, ...rest: unknown[]): Promise<number> {
     const { text, values, options } = statementOf(query, rest);
-    return (await this.runner().run(text, values, { maxRows: 0, ...callOf(options) })).rowCount ?? 0;
+    return (await this.runObserved(text, values, { maxRows: 0, ...callOf(options) })).rowCount ?? 0;
   }
 
   /**
@@ -179,7 +198,10 @@ export abstract class Queryable {
     if (batchSize > maxRows) {
       throw new InvalidQueryError(`batchSize must be at most ${maxRows}, the module's maxRows (DATABASE_MAX_ROWS), since each batch is held in memory: lower batchSize or raise DATABASE_MAX_ROWS`);
     }
-    const rows = this.runner().streamRows<R>(text, values, batchSize, callOf(options));
+    const runner = this.runner();
+    const observer = runner.db.observer;
+    const read = runner.streamRows<R>(text, values, batchSize, callOf(options));
+    const rows = observer === undefined ? read : observer.stream(text, runner.inTransaction, read);
     return schema ? this.validated(rows, schema) : rows;
   }
 
@@ -194,14 +216,14 @@ export abstract class Queryable {
     const maxRows = (options as QueryOptions).maxRows ?? this.db.config.maxRows;
     if (!(Number.isInteger(maxRows) && maxRows > 0) && maxRows !== Infinity) throw new InvalidQueryError('maxRows must be a whole number, at least 1, or Infinity');
     const schema = rowSchemaOf(options as RowOptions);
-    const result = await this.runner().run(text, values, { rowMode, maxRows, ...callOf(options) });
+    const result = await this.runObserved(text, values, { rowMode, maxRows, ...callOf(options) });
     if (schema) result.rows = (await validateRows(schema, result.rows, this.db.config.verboseErrors)) as Row[];
     return result;
   }
 }
 
-/** The call options (signal, timeoutMs), validated; an already aborted signal rejects here, before anything is sent. */
-function callOf(options: object): CallOptions {
+/** The call options (signal, timeoutMs, settings), validated; an already aborted signal rejects here, before anything is sent. */
+function callOf(options: object): ResolvedCallOptions {
   const call = callOptionsOf(options);
   throwIfAborted(call.signal);
   return call;
@@ -243,8 +265,10 @@ export async function runStatement(
   named?: StatementName,
 ): Promise<pg.QueryResult> {
   const { maxRows, rowMode } = shape;
-  refuseTimeoutInTransaction(client, shape.timeoutMs);
+  refuseInTransaction(client, shape);
   envelope = withCallTimeout(envelope, shape.timeoutMs);
+  // Last before the caller's statement: nothing between them can change the settings again.
+  if (shape.settingsStatement) envelope = { before: [...(envelope?.before ?? []), shape.settingsStatement], after: envelope?.after ?? [] };
   const limit = maxRows === 0 || maxRows === Infinity || statementFacts(text).write ? 0 : maxRows + 1;
   const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope, named);
   if (limit !== 0 && result.rows.length > maxRows) throw new ResultTooLargeError(maxRows);
@@ -261,6 +285,7 @@ export async function runStatement(
 export async function runCached(client: pg.ClientBase, cache: StatementCache, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
   const named = cache.nameFor(client, text);
   if (!named) return runStatement(client, text, values, shape);
+  shape.cached = named.parsed === true;
   try {
     return await runStatement(client, text, values, shape, undefined, named);
   } catch (error) {
@@ -270,9 +295,11 @@ export async function runCached(client: pg.ClientBase, cache: StatementCache, te
     if (failure === 'stale') {
       // Closed and parsed again under the same name, in one write; the cache stays on.
       const again = cache.nameFor(client, text)!;
+      shape.cached = false;
       return runStatement(client, text, values, shape, undefined, { name: again.name, evict: [named.name, ...(again.evict ?? [])] });
     }
     cache.distrust(client);
+    shape.cached = false;
     return runStatement(client, text, values, shape);
   }
 }

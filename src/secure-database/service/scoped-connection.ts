@@ -3,7 +3,8 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
-import { type CallOptions, cancellable, eitherSignal, throwIfAborted } from './cancellation.js';
+import { type ResolvedCallOptions, cancellable, eitherSignal, throwIfAborted } from './cancellation.js';
+import { type BoundStatement, type ResolvedSettings, setConfigStatement } from '../settings/database-settings.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
 import { changesSession, statementFacts } from './statement-facts.js';
@@ -28,6 +29,8 @@ interface ConnectionState {
   doomed: boolean;
   /** A stream's consumer stalled past the idle deadline: the connection was ended, and every later use gets this. */
   idledOut?: SecureDatabaseError;
+  /** The settings the transaction (or the session) was given: its statements all run with them. */
+  settings?: ResolvedSettings;
 }
 
 /**
@@ -56,7 +59,8 @@ export class ScopedConnection extends Queryable {
     private readonly transactionOptions: TransactionOptions = {},
     /** The signal of the whole transaction / withConnection: once aborted, the handle sends nothing more. */
     private readonly signal?: AbortSignal,
-    private readonly state: ConnectionState = { broken: false, sessionChanged: false, savepoints: 0, doomed: false },
+    settings?: ResolvedSettings,
+    private readonly state: ConnectionState = { broken: false, sessionChanged: false, savepoints: 0, doomed: false, settings },
   ) {
     super(db);
   }
@@ -75,6 +79,10 @@ export class ScopedConnection extends Queryable {
     return this.state.sessionChanged;
   }
 
+  protected override get inTransaction(): boolean {
+    return this.scope === 'transaction';
+  }
+
   /** @internal A nested transaction's work could not be undone: the transaction must roll back. */
   get doomed(): boolean {
     return this.state.doomed;
@@ -82,14 +90,18 @@ export class ScopedConnection extends Queryable {
 
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.guard(text);
+    shape = this.withSettingsOf(shape);
     const signal = eitherSignal(this.signal, shape.signal);
     const result = await this.onClient(this.usableClient(), (client) => cancellable(this.db, client, signal, () => runStatement(client, text, values, shape)), true);
     if (changesSession(text, result.command)) this.state.sessionChanged = true;
     return result;
   }
 
-  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R> {
+  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: ResolvedCallOptions): AsyncGenerator<R> {
     this.guard(text);
+    if (!sameSettings(this.state.settings, call.settings)) {
+      throw new InvalidQueryError(`${SETTINGS_DIFFER} a stream cannot have settings of its own on a connection handle: pass them to transaction(fn, { settings }) or withConnection(fn, { settings })`);
+    }
     const signal = eitherSignal(this.signal, call.signal);
     throwIfAborted(signal);
     if (call.timeoutMs !== undefined) throw new InvalidQueryError('timeoutMs cannot be set for one stream on a connection handle: pass it to transaction(fn, { timeoutMs }) or withConnection(fn, { timeoutMs })');
@@ -132,7 +144,7 @@ export class ScopedConnection extends Queryable {
     refuseNestedCharacteristics(this.transactionOptions, options);
     const client = this.usableClient();
     const savepoint = `sp_${++this.state.savepoints}`;
-    const nested = new ScopedConnection(this.db, client, 'transaction', this.transactionOptions, this.signal, this.state);
+    const nested = new ScopedConnection(this.db, client, 'transaction', this.transactionOptions, this.signal, this.state.settings, this.state);
     this.nestedOpen = true;
     try {
       await this[CONTROL](`SAVEPOINT ${savepoint}`);
@@ -169,6 +181,20 @@ export class ScopedConnection extends Queryable {
     }
   }
 
+  /**
+   * The transaction's (or session's) settings already apply to every statement on this connection. A
+   * call that asks for others: refused in a transaction (SET LOCAL would last to its end, so they
+   * could not be undone after the statement); on a withConnection handle sent with the statement, in
+   * its own implicit transaction (refused inside a transaction the callback began).
+   */
+  private withSettingsOf(shape: ResultShape): ResultShape {
+    if (sameSettings(this.state.settings, shape.settings)) return shape.settings ? { ...shape, settings: undefined } : shape;
+    if (this.scope === 'transaction') {
+      throw new InvalidQueryError(`${SETTINGS_DIFFER} pass them to transaction(fn, { settings }) (or db.withSettings around it), or run the statement outside the transaction`);
+    }
+    return { ...shape, settingsStatement: setConfigStatement(shape.settings!) };
+  }
+
   private guard(text: string): void {
     this.db.guardStatement(text);
     if (this.scope === 'transaction' && statementFacts(text).transactionControl) {
@@ -179,10 +205,11 @@ export class ScopedConnection extends Queryable {
   }
 
   /** @internal Sends one of the module's fixed statements, also after the callback ended (COMMIT, ROLLBACK). */
-  [CONTROL](statement: string): Promise<pg.QueryResult> {
+  [CONTROL](statement: string | BoundStatement): Promise<pg.QueryResult> {
     // After a stream's idle deadline the connection is gone: COMMIT (or anything) reports why.
     if (this.state.idledOut) return Promise.reject(this.state.idledOut);
-    return this.onClient(this.connection, (client) => client.query(statement), false);
+    // A bound statement (the module's set_config with the caller's settings) goes over the extended protocol.
+    return this.onClient(this.connection, (client) => (typeof statement === 'string' ? client.query(statement) : client.query(statement.text, statement.values as string[])), false);
   }
 
   private usableClient(): pg.PoolClient {
@@ -218,4 +245,13 @@ export class ScopedConnection extends Queryable {
   end(): void {
     this.live = false;
   }
+}
+
+const SETTINGS_DIFFER = 'settings were given that this connection does not already run with (its transaction or withConnection was given others):';
+
+/** True when every setting `call` asks for already has that value on the connection (`held`). */
+function sameSettings(held: ResolvedSettings | undefined, call: ResolvedSettings | undefined): boolean {
+  if (!call) return true;
+  for (const [name, value] of call) if (held?.get(name) !== value) return false;
+  return true;
 }

@@ -25,6 +25,8 @@ interface PgConnectionStatements {
 /** What a statement is sent under on one connection. */
 export interface StatementName {
   name: string;
+  /** The connection has it parsed already (a hit: Bind/Execute only). */
+  parsed?: boolean;
   /** Statements to close first (the connection's least recently used ones, or a stale one), in the same write. */
   evict?: string[];
 }
@@ -50,6 +52,10 @@ export class StatementCache {
   private readonly perConnection = new WeakMap<pg.ClientBase, { names: Map<string, number>; length: number }>();
   private disabled: boolean;
   private distrusted = 0;
+  /** Statements sent under a name their connection had parsed already (for metrics). */
+  hits = 0;
+  /** Statements closed to keep a connection within capacity or its text budget (for metrics). */
+  evictions = 0;
 
   constructor(private readonly capacity: number) {
     this.disabled = capacity === 0;
@@ -65,7 +71,11 @@ export class StatementCache {
     const name = this.nameOf(text);
     let used = this.perConnection.get(client);
     if (!used) this.perConnection.set(client, (used = { names: new Map(), length: 0 }));
-    if (used.names.delete(name)) used.length -= text.length;
+    const parsed = used.names.delete(name);
+    if (parsed) {
+      used.length -= text.length;
+      this.hits++;
+    }
     used.names.set(name, text.length);
     used.length += text.length;
     let evict: string[] | undefined;
@@ -75,8 +85,9 @@ export class StatementCache {
       used.length -= length;
       this.forgetParsed(client, oldest);
       (evict ??= []).push(oldest);
+      this.evictions++;
     }
-    return evict ? { name, evict } : { name };
+    return evict ? { name, parsed, evict } : { name, parsed };
   }
 
   /** The connection's statements are gone (DISCARD ALL, DEALLOCATE) or in doubt: parse again next time. */
