@@ -62,7 +62,8 @@ export function startContinuousWrites(db: DatabaseService, writers: number, tabl
     },
     async stop() {
       stopping = true;
-      return Promise.race([Promise.all(running).then(() => true), sleep(10_000).then(() => false)]);
+      // An unref'd timer: the race's loser must not keep the jest worker alive.
+      return Promise.race([Promise.all(running).then(() => true), sleep(10_000, undefined, { ref: false }).then(() => false)]);
     },
   };
 }

@@ -308,7 +308,7 @@ export async function startFormation(): Promise<Formation> {
     } catch {
       return;
     }
-    if ((await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)])) === false) {
+    if ((await Promise.race([exited.then(() => true), sleep(15_000, undefined, { ref: false }).then(() => false)])) === false) {
       try {
         process.kill(-child.pid, 'SIGKILL');
       } catch {
@@ -394,7 +394,10 @@ export async function startFormation(): Promise<Formation> {
     async stop() {
       if (stopped) return;
       stopped = true;
-      await Promise.all([...groups.values()].map(terminate));
+      const children = [...groups.values()];
+      await Promise.all(children.map(terminate));
+      // A server process that outlived its pg_autoctl would keep the pipes (and jest) open.
+      for (const child of children) for (const stream of [child.stdout, child.stderr]) stream?.destroy();
       await rm(rootDir, { recursive: true, force: true });
       try {
         process.kill(reaper.pid!);
