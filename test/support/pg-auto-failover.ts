@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { chownTree, freePort, randomPassword } from '../../src/local-postgres/local-postgres-cluster.js';
-import { type ServerAccount, resolveServerAccount } from '../../src/local-postgres/postgres-binaries.js';
+import { resolveServerAccount } from '../../src/local-postgres/postgres-binaries.js';
 import { createCertificateAuthority, issueServerCertificate } from '../../src/local-postgres/tls-certificates.js';
 import { debianTool } from './debian-package.js';
 
@@ -39,7 +39,7 @@ export function pgAutoFailoverInstall(): Promise<Installed> {
     name: 'pg_auto_failover',
     packages: PACKAGES,
     find: findInstalled,
-    howToInstall: `install ${PACKAGES.join(' and ')} (Debian/Ubuntu, PostgreSQL ${'15'}; see https://pg-auto-failover.readthedocs.io) and run the spec again`,
+    howToInstall: `install ${PACKAGES.join(' and ')} (Debian/Ubuntu, for PostgreSQL 15; see https://pg-auto-failover.readthedocs.io) and run the spec again`,
   });
 }
 
