@@ -3,7 +3,12 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
-import { type ResolvedCallOptions, cancellable, eitherSignal, throwIfAborted } from './cancellation.js';
+import { copyTimeoutMs } from '../copy/copy-connection.js';
+import { type CopyFromOptions, type CopyRows, copyRowsOn } from '../copy/copy-from.js';
+import { type CopyTable, copyFromStatement } from '../copy/copy-statement.js';
+import { type CopyRow, type CopyToOptions, copyChunksOn, copyToResult } from '../copy/copy-to.js';
+import type { SqlFragment } from './sql.js';
+import { type CallOptions, type ResolvedCallOptions, cancellable, eitherSignal, throwIfAborted } from './cancellation.js';
 import { type BoundStatement, type ResolvedSettings, setConfigStatement } from '../settings/database-settings.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
@@ -126,6 +131,61 @@ export class ScopedConnection extends Queryable {
     } finally {
       this.streaming = false;
     }
+  }
+
+  /** COPY … FROM STDIN on this connection (see DatabaseService.copyFrom); a copy that fails ends the connection, and with it the transaction. */
+  async copyFrom(table: CopyTable, columns: readonly string[], rows: CopyRows, options: CopyFromOptions = {}): Promise<number> {
+    const statement = copyFromStatement(table, columns);
+    const signal = this.copySignal(options);
+    const client = this.usableClient();
+    this.streaming = true;
+    try {
+      return await copyRowsOn(this.db, client, statement, columns.length, rows, signal, this.copyTimeoutMs());
+    } catch (error) {
+      this.afterCopyFailure(client, error);
+      throw error;
+    } finally {
+      this.streaming = false;
+    }
+  }
+
+  /** COPY (query) TO STDOUT on this connection (see DatabaseService.copyTo); leaving it before its end ends the connection. */
+  copyTo(query: string | SqlFragment, options: CopyToOptions & { chunks: true }): AsyncGenerator<Buffer>;
+  copyTo(query: string | SqlFragment, options?: CopyToOptions): AsyncGenerator<CopyRow>;
+  copyTo(query: string | SqlFragment, options?: CopyToOptions): AsyncGenerator<Buffer> | AsyncGenerator<CopyRow> {
+    return copyToResult(query, options, (statement, checked) => this.copyChunks(statement, checked));
+  }
+
+  private async *copyChunks(statement: string, options: CopyToOptions): AsyncGenerator<Buffer> {
+    const signal = this.copySignal(options);
+    const client = this.usableClient();
+    this.streaming = true;
+    try {
+      yield* copyChunksOn(this.db, client, statement, signal, this.copyTimeoutMs());
+    } catch (error) {
+      this.afterCopyFailure(client, error);
+      throw error;
+    } finally {
+      if (this.db.isUnusable(client)) this.broken = true; // left before its end: the connection was discarded
+      this.streaming = false;
+    }
+  }
+
+  private copySignal(options: CallOptions): AbortSignal | undefined {
+    if (options?.timeoutMs !== undefined) throw new InvalidQueryError('timeoutMs cannot be set for one COPY on a connection handle: pass it to transaction(fn, { timeoutMs }) or withConnection(fn, { timeoutMs })');
+    const signal = eitherSignal(this.signal, options?.signal);
+    throwIfAborted(signal);
+    return signal;
+  }
+
+  /** The transaction's timeoutMs (withConnection's is a session setting the module does not see here), else the module's statement timeout. */
+  private copyTimeoutMs(): number {
+    return copyTimeoutMs(this.db, this.transactionOptions.timeoutMs);
+  }
+
+  private afterCopyFailure(client: pg.PoolClient, error: unknown): void {
+    if (this.db.isUnusable(client)) this.broken = true;
+    if (error instanceof Error && 'code' in error) this.firstError ??= error as SecureDatabaseError;
   }
 
   /**
