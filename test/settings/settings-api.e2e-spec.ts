@@ -92,6 +92,24 @@ describe.each<[string, TransactionTarget]>([
     expect(await db.withSettings({ 'app.tenant_id': 3 }, () => db.transaction((tx) => tx.fetchval('SELECT count(*)::int FROM tenant_rows')))).toBe(2);
   });
 
+  it('COPY runs with its settings too: copyTo rows of its tenant only, copyFrom defaults that read a setting; on a handle only the connection\'s own', async () => {
+    const copied = async (rows: AsyncIterable<Array<string | null>>) => {
+      const seen: Array<string | null> = [];
+      for await (const row of rows) seen.push(row[0]);
+      return seen;
+    };
+    expect(await copied(db.copyTo('SELECT tenant_id FROM tenant_rows', { settings: { 'app.tenant_id': 1 } }))).toEqual(['1', '1']);
+    expect(await db.withSettings({ 'app.tenant_id': 2 }, () => copied(db.copyTo('SELECT tenant_id FROM tenant_rows')))).toEqual(['2', '2']);
+    expect(await copied(db.copyTo('SELECT tenant_id FROM tenant_rows'))).toEqual([]);
+    await db.execute(`CREATE TABLE IF NOT EXISTS copy_log (label text DEFAULT pg_catalog.current_setting('${label}', true), n int)`);
+    await db.execute('TRUNCATE copy_log');
+    expect(await db.copyFrom('copy_log', ['n'], [[1], [2]], { settings: { [label]: 'copied' } })).toBe(2);
+    expect(await db.fetch('SELECT label, n FROM copy_log ORDER BY n')).toEqual([{ label: 'copied', n: 1 }, { label: 'copied', n: 2 }]);
+    await expect(
+      db.transaction((tx) => tx.copyFrom('copy_log', ['n'], [[3]], { settings: { [label]: 'other' } }), { settings: { [label]: 'tx' } }),
+    ).rejects.toThrow(/a COPY cannot have settings of its own on a connection handle/);
+  });
+
   it('streams run with their settings, given per call or by withSettings', async () => {
     const tenants = async (rows: AsyncIterable<{ tenant_id: number }>) => {
       const seen: number[] = [];

@@ -5,6 +5,7 @@ import { CopyDataError } from '../errors/copy.errors.js';
 import { InvalidQueryError } from '../errors/query.errors.js';
 import { SecureDatabaseError } from '../errors/secure-database.error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
+import type { BoundStatement } from '../settings/database-settings.js';
 import { type CallOptions, acquireUnlessAborted, beginWithTimeout, callOptionsOf, throwIfAborted } from '../service/cancellation.js';
 import { CopyDeadline, copyError, copyTimeoutMs, discardConnection } from './copy-connection.js';
 import { type CopyTable, copyFromStatement } from './copy-statement.js';
@@ -115,20 +116,28 @@ export async function copyRowsOn(
 }
 
 /**
- * copyFrom on a connection of its own from the pool. Behind a transaction pooler, and with a per-call
- * timeoutMs, the COPY runs in a transaction of its own under SET LOCAL timeouts; otherwise it is one
+ * copyFrom on a connection of its own from the pool. Behind a transaction pooler, with a per-call
+ * timeoutMs, and with settings, the COPY runs in a transaction of its own under SET LOCAL timeouts and settings; otherwise it is one
  * autocommit statement under the session's statement_timeout. The connection is always released
  * (destroyed when the copy did not complete).
  */
-export async function copyFromPool(db: DatabasePool, table: CopyTable, columns: readonly string[], rows: CopyRows, options: CopyFromOptions = {}): Promise<number> {
+export async function copyFromPool(
+  db: DatabasePool,
+  table: CopyTable,
+  columns: readonly string[],
+  rows: CopyRows,
+  options: CopyFromOptions = {},
+  settings?: BoundStatement,
+): Promise<number> {
   const statement = copyFromStatement(table, columns);
   const { signal, timeoutMs } = callOptionsOf(options ?? {});
   throwIfAborted(signal);
   const client = await acquireUnlessAborted(db, signal);
-  const wrapped = db.transactionPooled || timeoutMs !== undefined;
+  const wrapped = db.transactionPooled || timeoutMs !== undefined || settings !== undefined;
   let copying = false;
   try {
     if (wrapped) await client.query(beginWithTimeout(db.beginStatement('BEGIN'), timeoutMs));
+    if (settings) await client.query(settings.text, settings.values as string[]);
     copying = true;
     const count = await copyRowsOn(db, client, statement, columns.length, rows, signal, copyTimeoutMs(db, timeoutMs));
     copying = false;

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { to as copyToStdout } from 'pg-copy-streams';
 import { InvalidQueryError } from '../errors/query.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
+import type { BoundStatement } from '../settings/database-settings.js';
 import { type CallOptions, acquireUnlessAborted, beginWithTimeout, callOptionsOf, throwIfAborted } from '../service/cancellation.js';
 import { SqlFragment } from '../service/sql.js';
 import { CopyDeadline, copyError, copyTimeoutMs, discardConnection } from './copy-connection.js';
@@ -124,17 +125,18 @@ export async function* copyRowsOf(chunks: AsyncIterable<Buffer>): AsyncGenerator
 
 /**
  * copyTo on a connection of its own from the pool, released at the end, on break and on error
- * (destroyed unless the copy completed). Behind a transaction pooler, and with a per-call timeoutMs,
- * in a read transaction of its own under SET LOCAL timeouts.
+ * (destroyed unless the copy completed). Behind a transaction pooler, with a per-call timeoutMs, and
+ * with settings (see settings/), in a read transaction of its own under SET LOCAL timeouts and settings.
  */
-export async function* copyToPool(db: DatabasePool, statement: string, options: CopyToOptions): AsyncGenerator<Buffer> {
+export async function* copyToPool(db: DatabasePool, statement: string, options: CopyToOptions, settings?: BoundStatement): AsyncGenerator<Buffer> {
   const { signal, timeoutMs } = callOptionsOf(options);
   throwIfAborted(signal);
   const client = await acquireUnlessAborted(db, signal);
-  const wrapped = db.transactionPooled || timeoutMs !== undefined;
+  const wrapped = db.transactionPooled || timeoutMs !== undefined || settings !== undefined;
   try {
     try {
       if (wrapped) await client.query(beginWithTimeout(db.beginStatement('BEGIN'), timeoutMs));
+      if (settings) await client.query(settings.text, settings.values as string[]);
     } catch (error) {
       db.discardIfBroken(client, error);
       throw db.mapError(error);

@@ -331,7 +331,9 @@ export class DatabaseService extends Queryable {
    */
   copyFrom(table: CopyTable, columns: readonly string[], rows: CopyRows, options?: CopyFromOptions): Promise<number> {
     const joined = joinedTransaction(this.db);
-    return joined ? joined.copyFrom(table, columns, rows, options) : copyFromPool(this.db, table, columns, rows, options);
+    if (joined) return joined.copyFrom(table, columns, rows, options);
+    // The settings (and those in use) in the COPY's transaction, as for any statement.
+    return copyFromPool(this.db, table, columns, rows, options, this.settingsInUse.statement(callOptionsOf(options ?? {}).settings));
   }
 
   /** COPY (query) TO STDOUT (copy/copy-to.ts): rows of text values, or `{ chunks: true }` the raw bytes; joins a transaction like copyFrom. */
@@ -340,7 +342,8 @@ export class DatabaseService extends Queryable {
   copyTo(query: string | SqlFragment, options?: CopyToOptions): AsyncGenerator<Buffer> | AsyncGenerator<CopyRow> {
     const joined = joinedTransaction(this.db);
     if (joined) return joined.copyTo(query, options);
-    return copyToResult(query, options, (statement, checked) => copyToPool(this.db, statement, checked));
+    const settings = this.settingsInUse.statement(callOptionsOf(options ?? {}).settings);
+    return copyToResult(query, options, (statement, checked) => copyToPool(this.db, statement, checked, settings));
   }
 
   private sessionPool(): DatabasePool {

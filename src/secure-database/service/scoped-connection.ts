@@ -8,7 +8,7 @@ import { type CopyFromOptions, type CopyRows, copyRowsOn } from '../copy/copy-fr
 import { type CopyTable, copyFromStatement } from '../copy/copy-statement.js';
 import { type CopyRow, type CopyToOptions, copyChunksOn, copyToResult } from '../copy/copy-to.js';
 import type { SqlFragment } from './sql.js';
-import { type CallOptions, type ResolvedCallOptions, cancellable, eitherSignal, throwIfAborted } from './cancellation.js';
+import { type CallOptions, type ResolvedCallOptions, callOptionsOf, cancellable, eitherSignal, throwIfAborted } from './cancellation.js';
 import { type BoundStatement, type ResolvedSettings, setConfigStatement } from '../settings/database-settings.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
@@ -173,6 +173,10 @@ export class ScopedConnection extends Queryable {
 
   private copySignal(options: CallOptions): AbortSignal | undefined {
     if (options?.timeoutMs !== undefined) throw new InvalidQueryError('timeoutMs cannot be set for one COPY on a connection handle: pass it to transaction(fn, { timeoutMs }) or withConnection(fn, { timeoutMs })');
+    // A COPY carries no settings of its own: it runs with the connection's.
+    if (!sameSettings(this.state.settings, callOptionsOf(options ?? {}).settings)) {
+      throw new InvalidQueryError(`${SETTINGS_DIFFER} a COPY cannot have settings of its own on a connection handle: pass them to transaction(fn, { settings }) or withConnection(fn, { settings })`);
+    }
     const signal = eitherSignal(this.signal, options?.signal);
     throwIfAborted(signal);
     return signal;
