@@ -270,7 +270,7 @@ export async function runCached(client: pg.ClientBase, cache: StatementCache, te
     if (failure === 'stale') {
       // Closed and parsed again under the same name, in one write; the cache stays on.
       const again = cache.nameFor(client, text)!;
-      return runStatement(client, text, values, shape, undefined, { name: again.name, evict: [named.name, ...(again.evict ?? [])] });
+      return runStatement(client, text, values, shape, undefined, { ...again, evict: [named.name, ...(again.evict ?? [])] });
     }
     cache.distrust(client);
     return runStatement(client, text, values, shape);

@@ -22,11 +22,36 @@ interface PgConnectionStatements {
   submittedNamedStatements?: Record<string, string>;
 }
 
+/** pg's row parsing state built from a RowDescription (lib/result.js: fields, _parsers, _prebuiltEmptyResultObject). */
+export interface RowLayout {
+  fields: pg.FieldDef[];
+  parsers: unknown[] | undefined;
+  emptyRow: object | null;
+}
+
+/**
+ * One named statement on one connection, for as long as the connection's cache holds it. Once an
+ * execution described its result (RowDescription, or NoData), later executions send Bind/Execute only
+ * and parse rows with the layout kept here, one per row mode (object rows, maybe renamed by rowCase,
+ * and array rows). Dropped with the name (eviction, DISCARD ALL, a stale plan), so a description
+ * arriving late for a forgotten statement lands on an entry nobody reads any more.
+ */
+export interface PreparedStatement {
+  readonly name: string;
+  readonly length: number;
+  /** The fields the server described, as it sent them (names not renamed); [] for a statement without rows. */
+  described?: readonly pg.FieldDef[];
+  objectRows?: RowLayout;
+  arrayRows?: RowLayout;
+}
+
 /** What a statement is sent under on one connection. */
 export interface StatementName {
   name: string;
   /** Statements to close first (the connection's least recently used ones, or a stale one), in the same write. */
   evict?: string[];
+  /** The connection's entry for this name (its kept row description), absent for a one-off name. */
+  prepared?: PreparedStatement;
 }
 
 /**
@@ -46,8 +71,8 @@ export class StatementCache {
   private readonly prefix = `nsp${randomBytes(6).toString('hex')}_`;
   private readonly memo = new Map<string, string>();
   private memoLength = 0;
-  /** Per connection: name → text length, least recently used first. */
-  private readonly perConnection = new WeakMap<pg.ClientBase, { names: Map<string, number>; length: number }>();
+  /** Per connection: name → its entry, least recently used first. */
+  private readonly perConnection = new WeakMap<pg.ClientBase, { names: Map<string, PreparedStatement>; length: number }>();
   private disabled: boolean;
   private distrusted = 0;
 
@@ -65,18 +90,27 @@ export class StatementCache {
     const name = this.nameOf(text);
     let used = this.perConnection.get(client);
     if (!used) this.perConnection.set(client, (used = { names: new Map(), length: 0 }));
-    if (used.names.delete(name)) used.length -= text.length;
-    used.names.set(name, text.length);
+    let prepared = used.names.get(name);
+    if (prepared) {
+      // Most recently used last; already within budget, so nothing to evict.
+      if (used.names.size > 1) {
+        used.names.delete(name);
+        used.names.set(name, prepared);
+      }
+      return { name, prepared };
+    }
+    prepared = { name, length: text.length };
+    used.names.set(name, prepared);
     used.length += text.length;
     let evict: string[] | undefined;
     while (used.names.size > this.capacity || used.length > CONNECTION_TEXT_BUDGET) {
-      const [oldest, length] = used.names.entries().next().value as [string, number];
-      used.names.delete(oldest);
-      used.length -= length;
-      this.forgetParsed(client, oldest);
-      (evict ??= []).push(oldest);
+      const oldest = used.names.values().next().value as PreparedStatement;
+      used.names.delete(oldest.name);
+      used.length -= oldest.length;
+      this.forgetParsed(client, oldest.name);
+      (evict ??= []).push(oldest.name);
     }
-    return evict ? { name, evict } : { name };
+    return evict ? { name, evict, prepared } : { name, prepared };
   }
 
   /** The connection's statements are gone (DISCARD ALL, DEALLOCATE) or in doubt: parse again next time. */
@@ -87,10 +121,10 @@ export class StatementCache {
       this.perConnection.delete(client);
       return;
     }
-    const length = used?.names.get(name);
-    if (used && length !== undefined) {
+    const prepared = used?.names.get(name);
+    if (used && prepared !== undefined) {
       used.names.delete(name);
-      used.length -= length;
+      used.length -= prepared.length;
     }
     this.forgetParsed(client, name);
   }
