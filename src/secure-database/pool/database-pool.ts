@@ -184,14 +184,16 @@ export class DatabasePool {
     if (this.closing) throw new ShuttingDownError();
     this.inFlight++;
     try {
-      // A password refused (28P01) just after a rotation: the secret file is read again, and if it now holds another one, tried once more.
-      return await this.pool.connect().catch(async (error: unknown) => {
-        if (await this.credentials.renewedAfterRejection(error)) return this.pool.connect();
-        throw error;
-      });
-    } catch (error) {
-      this.settle();
-      throw this.mapError(error);
+      return await this.pool.connect();
+    } catch (refused) {
+      try {
+        // A password refused (28P01) just after a rotation: the secret file is read again, and if it now holds another one, tried once more.
+        if (await this.credentials.renewedAfterRejection(refused)) return await this.pool.connect();
+        throw refused;
+      } catch (error) {
+        this.settle();
+        throw this.mapError(error);
+      }
     }
   }
 

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import pg from 'pg';
 import type { StatementEnvelope } from '../pooler/server-settings.js';
 import { camelCaseFields, camelCaseRowsOn } from '../config/row-case.js';
+import { ResultTooLargeError } from '../errors/query.errors.js';
 import type { PreparedStatement, RowLayout, StatementName } from './statement-cache.js';
 
 // pg's own value serialisation for Bind (what Query.prepare passes), so values bind exactly as before.
@@ -222,7 +223,10 @@ class BoundedQuery extends PgQuery {
   }
 }
 
-/** Resolves with at most `limit` rows (0: all); `keepRows` false keeps none, only the command's row count. */
+/**
+ * Resolves with fewer than `limit` rows (0: all); `limit` rows or more (the server stops at `limit`) is a
+ * ResultTooLargeError for `limit` - 1. `keepRows` false keeps none, only the command's row count.
+ */
 export function queryBounded(
   client: pg.ClientBase,
   config: pg.QueryConfig & { rowMode?: 'array' },
@@ -232,7 +236,9 @@ export function queryBounded(
   named?: StatementName,
 ): Promise<pg.QueryResult> {
   return new Promise((resolve, reject) => {
-    const callback: QueryCallback = (error, result) => (error ? reject(error) : resolve(result));
+    // Past `limit` - 1 rows the result is too large (the server stopped at `limit`): rejected here, one promise for the statement.
+    const callback: QueryCallback = (error, result) =>
+      error ? reject(error) : limit !== 0 && result.rows.length >= limit ? reject(new ResultTooLargeError(limit - 1)) : resolve(result);
     const { text, values, rowMode } = config;
     const camelCase = !rowMode && camelCaseRowsOn(client);
     client.query(new BoundedQuery({ text, values: values as unknown[] | undefined, rowMode }, callback, limit, keepRows, envelope, named, camelCase));

@@ -33,9 +33,12 @@ export interface CallOptions {
 // PostgreSQL's statement_timeout is an int in milliseconds.
 const MAX_TIMEOUT_MS = 2_147_483_647;
 
+const NO_CALL_OPTIONS: CallOptions = Object.freeze({});
+
 /** The call options in `options` (a validated options object), checked: a clear InvalidQueryError otherwise. */
 export function callOptionsOf(options: object): CallOptions {
   const { signal, timeoutMs } = options as CallOptions;
+  if (signal === undefined && timeoutMs === undefined) return NO_CALL_OPTIONS; // the common call: nothing to copy
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidQueryError('signal must be an AbortSignal');
   if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 1 && timeoutMs <= MAX_TIMEOUT_MS)) {
     throw new InvalidQueryError(`timeoutMs must be a whole number of milliseconds, from 1 to ${MAX_TIMEOUT_MS}`);

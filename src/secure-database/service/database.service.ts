@@ -29,13 +29,17 @@ export class DatabaseService extends Queryable {
   private readonly logger: Logger;
   /** Named prepared statements per connection for autocommit statements; none behind a transaction pooler. */
   private readonly statements: StatementCache;
-  /** Autocommit statements pipelined when the pool is saturated (the pipelining option). */
+  /** Autocommit statements pipelined when the pool is saturated (the pipelining option): reads by default. */
   private readonly pipeline?: PipelinedRunner;
+  /** pipelining true: writes share busy connections too, and calls with a signal (never cancelled on the server then). */
+  private readonly pipelineWrites: boolean;
+  private readonly resetAfter = (client: pg.PoolClient) => this.resetSession(this.db, client);
 
   constructor(db: DatabasePool) {
     super(db);
     this.logger = new Logger(db.config.name ? `SecureDatabase:${db.config.name}` : 'SecureDatabase');
     this.statements = new StatementCache(db.config.statementCacheSize);
+    this.pipelineWrites = db.config.pipelining === true;
     if (db.config.pipelining) db.reportPipeline((this.pipeline = new PipelinedRunner(db)));
   }
 
@@ -56,11 +60,15 @@ export class DatabaseService extends Queryable {
 
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.db.guardStatement(text);
-    if (statementFacts(text).transactionControl) throw transactionControlRefused();
+    const facts = statementFacts(text);
+    if (facts.transactionControl) throw transactionControlRefused();
     // Behind a transaction pooler: the SET LOCAL timeouts ahead of the statement, in its round trip.
     const envelope = this.db.statementEnvelope;
-    // Pipelined: never cancelled on the server (see CallOptions.signal); the caller is let go at the abort.
-    if (this.pipeline) return abandonOnAbort(this.pipeline.run(text, values, shape, this.statements, (client) => this.resetSession(this.db, client)), shape.signal);
+    if (this.pipeline && (this.pipelineWrites ? true : facts.read && shape.signal === undefined)) {
+      // Pipelined: never cancelled on the server (see CallOptions.signal); the caller is let go at the abort.
+      // By default (`reads`) a call with a signal keeps its own connection, so its abort cancels on the server.
+      return abandonOnAbort(this.pipeline.run(text, values, shape, this.statements, this.resetAfter), shape.signal);
+    }
     const client = await acquireUnlessAborted(this.db, shape.signal);
     try {
       const result = await cancellable(this.db, client, shape.signal, () =>

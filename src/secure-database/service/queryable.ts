@@ -234,7 +234,7 @@ function optionsOf(value: unknown): object {
  * committed with the same Sync), so refusing them would report a failure for a change that stands and
  * invite a retry that makes it twice. A write returns all its rows; bound the write itself.
  */
-export async function runStatement(
+export function runStatement(
   client: pg.ClientBase,
   text: string,
   values: readonly unknown[] | undefined,
@@ -242,13 +242,18 @@ export async function runStatement(
   envelope?: StatementEnvelope,
   named?: StatementName,
 ): Promise<pg.QueryResult> {
-  const { maxRows, rowMode } = shape;
-  refuseTimeoutInTransaction(client, shape.timeoutMs);
-  envelope = withCallTimeout(envelope, shape.timeoutMs);
+  const { maxRows, rowMode, timeoutMs } = shape;
+  if (timeoutMs !== undefined) {
+    try {
+      refuseTimeoutInTransaction(client, timeoutMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    envelope = withCallTimeout(envelope, timeoutMs);
+  }
+  // Not async: the one promise is the statement's own (queryBounded rejects a result over maxRows itself).
   const limit = maxRows === 0 || maxRows === Infinity || statementFacts(text).write ? 0 : maxRows + 1;
-  const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope, named);
-  if (limit !== 0 && result.rows.length > maxRows) throw new ResultTooLargeError(maxRows);
-  return result;
+  return queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope, named);
 }
 
 /**
