@@ -167,10 +167,10 @@ export function beginWithTimeout(begin: string, timeoutMs: number | undefined): 
 }
 
 /** A per-statement timeout cannot be undone inside a transaction block (SET LOCAL lasts to its end). */
-export function refuseTimeoutInTransaction(client: pg.ClientBase, timeoutMs: number | undefined): void {
+export function refuseTimeoutInTransaction(client: pg.ClientBase, timeoutMs: number | undefined, beginPending = false): void {
   if (timeoutMs === undefined) return;
   const status = (client as { getTransactionStatus?(): string | null }).getTransactionStatus?.();
-  if (status != null && status !== 'I') {
+  if (beginPending || (status != null && status !== 'I')) {
     throw new InvalidQueryError(
       'timeoutMs cannot be set for one statement inside a transaction (it would last until the transaction ends): pass it to transaction(fn, { timeoutMs }), or send SET LOCAL statement_timeout yourself',
     );

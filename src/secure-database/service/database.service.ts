@@ -194,7 +194,7 @@ export class DatabaseService extends Queryable {
     const client = await acquireUnlessAborted(this.db, signal);
     const tx = new ScopedConnection(this.db, client, 'transaction', options, signal);
     try {
-      await tx[CONTROL](begin);
+      tx.deferBegin(begin); // sent with the first statement: one round trip fewer
       let result: T;
       try {
         result = await runInTransactionScope(this.db, tx, fn);

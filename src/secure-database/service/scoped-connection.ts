@@ -3,7 +3,8 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
-import { type CallOptions, cancellable, eitherSignal, throwIfAborted } from './cancellation.js';
+import type { StatementEnvelope } from '../pooler/server-settings.js';
+import { type CallOptions, cancellable, eitherSignal, refuseTimeoutInTransaction, throwIfAborted } from './cancellation.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
 import { changesSession, statementFacts } from './statement-facts.js';
@@ -28,6 +29,16 @@ interface ConnectionState {
   doomed: boolean;
   /** A stream's consumer stalled past the idle deadline: the connection was ended, and every later use gets this. */
   idledOut?: SecureDatabaseError;
+  /**
+   * The transaction's BEGIN (with its SET LOCALs, `; `-separated module text), not sent yet: it travels
+   * in the same write as the first statement, saving a round trip. Never sent if nothing runs.
+   */
+  pendingBegin?: string;
+}
+
+/** What COMMIT or ROLLBACK of a transaction in which nothing was sent (its BEGIN neither) reports: nothing to end. */
+function nothingBegun(command: string): pg.QueryResult {
+  return { command, rowCount: null, oid: 0, rows: [], fields: [] };
 }
 
 /**
@@ -80,10 +91,29 @@ export class ScopedConnection extends Queryable {
     return this.state.doomed;
   }
 
+  /** @internal The transaction's BEGIN goes out with its first statement (or savepoint, stream, COMMIT: see pendingBegin). */
+  deferBegin(begin: string): void {
+    this.state.pendingBegin = begin;
+  }
+
+  /** The pending BEGIN as fixed statements ahead of the caller's, in its write; consumed (sent once). */
+  private takeBegin(): StatementEnvelope | undefined {
+    const begin = this.state.pendingBegin;
+    if (begin === undefined) return undefined;
+    this.state.pendingBegin = undefined;
+    return { before: begin.split('; '), after: [] };
+  }
+
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.guard(text);
+    // Before BEGIN is sent the connection still looks idle: a per-statement timeout would last to the transaction's end.
+    refuseTimeoutInTransaction(this.connection, shape.timeoutMs, this.state.pendingBegin !== undefined);
     const signal = eitherSignal(this.signal, shape.signal);
-    const result = await this.onClient(this.usableClient(), (client) => cancellable(this.db, client, signal, () => runStatement(client, text, values, shape)), true);
+    const result = await this.onClient(
+      this.usableClient(),
+      (client) => cancellable(this.db, client, signal, () => runStatement(client, text, values, shape, this.takeBegin())),
+      true,
+    );
     if (changesSession(text, result.command)) this.state.sessionChanged = true;
     return result;
   }
@@ -94,6 +124,12 @@ export class ScopedConnection extends Queryable {
     throwIfAborted(signal);
     if (call.timeoutMs !== undefined) throw new InvalidQueryError('timeoutMs cannot be set for one stream on a connection handle: pass it to transaction(fn, { timeoutMs }) or withConnection(fn, { timeoutMs })');
     const client = this.usableClient();
+    // A cursor needs the transaction open first: a pending BEGIN goes out on its own.
+    const begin = this.state.pendingBegin;
+    if (begin !== undefined) {
+      this.state.pendingBegin = undefined;
+      await this.onClient(client, (c) => c.query(begin), false);
+    }
     // A cursor reports no command tag to look at: the text decides (CREATE TABLE … AS runs through one too).
     if (statementFacts(text).sessionText) this.state.sessionChanged = true;
     this.streaming = true;
@@ -182,6 +218,13 @@ export class ScopedConnection extends Queryable {
   [CONTROL](statement: string): Promise<pg.QueryResult> {
     // After a stream's idle deadline the connection is gone: COMMIT (or anything) reports why.
     if (this.state.idledOut) return Promise.reject(this.state.idledOut);
+    const begin = this.state.pendingBegin;
+    if (begin !== undefined) {
+      this.state.pendingBegin = undefined;
+      // Nothing ran in the transaction: COMMIT and ROLLBACK have nothing to end, so nothing is sent at all.
+      if (statement === 'COMMIT' || statement === 'ROLLBACK') return Promise.resolve(nothingBegun(statement));
+      statement = `${begin}; ${statement}`; // SAVEPOINT …: one round trip with the BEGIN
+    }
     return this.onClient(this.connection, (client) => client.query(statement), false);
   }
 
