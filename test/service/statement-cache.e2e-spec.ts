@@ -140,11 +140,42 @@ describe('statement cache', () => {
     expect(await f.db.fetchrow(text, [7])).toEqual({ id: 7, name: 'gadget-7' });
   });
 
-  it('statements inside transactions and withConnection are never named', async () => {
+  it('statements inside withConnection, and inside transactions that may not rerun (retries: 0), are never named', async () => {
     const text = 'SELECT name FROM gadgets WHERE id = $1 AND id > 0';
-    await f.db.transaction((tx) => tx.fetchval(text, [1]));
+    await f.db.transaction((tx) => tx.fetchval(text, [1]), { retries: 0 });
     await f.db.withConnection((c) => c.fetchval(text, [1]));
     expect((await prepared()).map((p) => p.statement)).not.toContain(text);
+  });
+
+  it('statements inside transactions are named; a stale plan there (0A000) reruns the whole transaction once, its statements parsed again', async () => {
+    await f.db.execute('CREATE TABLE parts (id int PRIMARY KEY, name text NOT NULL)');
+    await f.db.execute("INSERT INTO parts VALUES (9, 'part-9')");
+    const text = 'SELECT * FROM parts WHERE id = $1';
+    const write = 'UPDATE parts SET name = $2 WHERE id = $1';
+    const run = async () => {
+      let calls = 0;
+      const row = await f.db.transaction(async (tx) => {
+        calls++;
+        await tx.execute(write, [9, 'part-9']);
+        return tx.fetchrow(text, [9]);
+      });
+      return { calls, row };
+    };
+    expect(await run()).toEqual({ calls: 1, row: { id: 9, name: 'part-9' } });
+    expect(await run()).toEqual({ calls: 1, row: { id: 9, name: 'part-9' } });
+    const named = (await prepared()).filter((p) => p.statement === text || p.statement === write);
+    expect(named.map((p) => [p.statement, p.executions])).toEqual([
+      [write, 2],
+      [text, 2],
+    ]);
+    await f.databasePool.withClient((client) => client.query('ALTER TABLE parts ADD COLUMN weight int'));
+    try {
+      // The SELECT's plan went stale: it fails, the transaction rolls back and runs again, with the new column.
+      expect(await run()).toEqual({ calls: 2, row: { id: 9, name: 'part-9', weight: null } });
+      expect(await run()).toEqual({ calls: 1, row: { id: 9, name: 'part-9', weight: null } });
+    } finally {
+      await f.databasePool.withClient((client) => client.query('ALTER TABLE parts DROP COLUMN weight'));
+    }
   });
 
   it('a name the server has but the client forgot (42P05 on Parse) costs a retry, never a failure', async () => {

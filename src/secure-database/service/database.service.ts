@@ -180,19 +180,32 @@ export class DatabaseService extends Queryable {
     if (joined) return joined.transaction(fn, options);
     const plan = planTransaction(options);
     const call = callOptionsOf(options);
-    for (let attempt = 0; ; attempt++) {
+    // Named statements only where a rerun is allowed: one the server cannot use (a stale plan) aborts the transaction.
+    const statements = plan.retries > 0 ? this.statements : undefined;
+    const attempt = { cacheFailed: false };
+    for (let n = 0; ; n++) {
+      attempt.cacheFailed = false;
       try {
-        return await this.transactionAttempt(fn, beginWithTimeout(this.db.beginStatement(plan.begin), call.timeoutMs), options, call.signal);
+        return await this.transactionAttempt(fn, beginWithTimeout(this.db.beginStatement(plan.begin), call.timeoutMs), options, call.signal, statements, attempt);
       } catch (error) {
-        if (attempt >= plan.retries || !isRetryableTransactionError(error)) throw error;
+        if (n >= plan.retries || !(isRetryableTransactionError(error) || attempt.cacheFailed)) throw error;
       }
-      await sleep(retryDelayMs(attempt));
+      // A statement-cache failure is ours, not contention: rerun at once (its statements are parsed again).
+      if (!attempt.cacheFailed) await sleep(retryDelayMs(n));
     }
   }
 
-  private async transactionAttempt<T>(fn: (tx: ScopedConnection) => Promise<T>, begin: string, options: TransactionOptions, signal?: AbortSignal): Promise<T> {
+  private async transactionAttempt<T>(
+    fn: (tx: ScopedConnection) => Promise<T>,
+    begin: string,
+    options: TransactionOptions,
+    signal: AbortSignal | undefined,
+    statements: StatementCache | undefined,
+    attempt: { cacheFailed: boolean },
+  ): Promise<T> {
     const client = await acquireUnlessAborted(this.db, signal);
     const tx = new ScopedConnection(this.db, client, 'transaction', options, signal);
+    if (statements) tx.useStatementCache(statements);
     try {
       tx.deferBegin(begin); // sent with the first statement: one round trip fewer
       let result: T;
@@ -214,6 +227,7 @@ export class DatabaseService extends Queryable {
       }
       return result;
     } finally {
+      attempt.cacheFailed = tx.statementCacheFailed;
       tx.end();
       // A SET (not LOCAL) inside the transaction outlives its COMMIT. (Behind a transaction pooler only SET LOCAL gets here.)
       if (tx.sessionChanged && !tx.broken && !this.db.transactionPooled) await this.resetSession(this.db, client);

@@ -7,6 +7,7 @@ import type { StatementEnvelope } from '../pooler/server-settings.js';
 import { type CallOptions, cancellable, eitherSignal, refuseTimeoutInTransaction, throwIfAborted } from './cancellation.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
+import { type StatementCache, statementCacheFailure } from './statement-cache.js';
 import { changesSession, statementFacts } from './statement-facts.js';
 import { type TransactionOptions, refuseNestedCharacteristics } from './transaction-options.js';
 import { runInTransactionScope } from './transaction-scope.js';
@@ -34,6 +35,10 @@ interface ConnectionState {
    * in the same write as the first statement, saving a round trip. Never sent if nothing runs.
    */
   pendingBegin?: string;
+  /** The service's statement cache, in a transaction that may rerun (retries > 0): its statements are named. */
+  statements?: StatementCache;
+  /** The server could not use a named statement (stale plan, or a name it does not have): the transaction must rerun. */
+  statementCacheFailed?: boolean;
 }
 
 /** What COMMIT or ROLLBACK of a transaction in which nothing was sent (its BEGIN neither) reports: nothing to end. */
@@ -91,6 +96,20 @@ export class ScopedConnection extends Queryable {
     return this.state.doomed;
   }
 
+  /**
+   * @internal Names this transaction's statements with the service's statement cache (Parse once per
+   * connection, Bind/Execute after, no Describe once described). A named statement the server cannot use
+   * (0A000 after a schema change, 26000/42P05) fails and aborts the transaction: the caller reruns it whole.
+   */
+  useStatementCache(statements: StatementCache): void {
+    if (statements.enabled) this.state.statements = statements;
+  }
+
+  /** @internal A named statement failed as only named ones do: the whole transaction is to be run again. */
+  get statementCacheFailed(): boolean {
+    return this.state.statementCacheFailed === true;
+  }
+
   /** @internal The transaction's BEGIN goes out with its first statement (or savepoint, stream, COMMIT: see pendingBegin). */
   deferBegin(begin: string): void {
     this.state.pendingBegin = begin;
@@ -104,6 +123,23 @@ export class ScopedConnection extends Queryable {
     return { before: begin.split('; '), after: [] };
   }
 
+  /** One statement, named in a transaction that uses the statement cache; a failure only named statements have is noted. */
+  private sendOn(client: pg.PoolClient, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+    const statements = this.scope === 'transaction' ? this.state.statements : undefined;
+    const named = statements?.nameFor(client, text);
+    const running = runStatement(client, text, values, shape, this.takeBegin(), named);
+    if (!named) return running;
+    return running.catch((error: unknown) => {
+      const failure = statementCacheFailure(error);
+      if (failure !== undefined) {
+        if (failure === 'stale') statements!.stale(client, named.name);
+        else statements!.distrust(client);
+        this.state.statementCacheFailed = true; // the transaction reruns whole, whatever the callback does with this error
+      }
+      throw error;
+    });
+  }
+
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.guard(text);
     // Before BEGIN is sent the connection still looks idle: a per-statement timeout would last to the transaction's end.
@@ -111,7 +147,7 @@ export class ScopedConnection extends Queryable {
     const signal = eitherSignal(this.signal, shape.signal);
     const result = await this.onClient(
       this.usableClient(),
-      (client) => cancellable(this.db, client, signal, () => runStatement(client, text, values, shape, this.takeBegin())),
+      (client) => cancellable(this.db, client, signal, () => this.sendOn(client, text, values, shape)),
       true,
     );
     if (changesSession(text, result.command)) this.state.sessionChanged = true;

@@ -72,7 +72,7 @@ export class StatementCache {
   private readonly memo = new Map<string, string>();
   private memoLength = 0;
   /** Per connection: name → its entry, least recently used first. */
-  private readonly perConnection = new WeakMap<pg.ClientBase, { names: Map<string, PreparedStatement>; length: number }>();
+  private readonly perConnection = new WeakMap<pg.ClientBase, { names: Map<string, PreparedStatement>; length: number; closing?: string[] }>();
   private disabled: boolean;
   private distrusted = 0;
 
@@ -90,19 +90,21 @@ export class StatementCache {
     const name = this.nameOf(text);
     let used = this.perConnection.get(client);
     if (!used) this.perConnection.set(client, (used = { names: new Map(), length: 0 }));
+    // Stale statements still on the server (see stale()): closed in this statement's write.
+    let evict = used.closing;
+    used.closing = undefined;
     let prepared = used.names.get(name);
     if (prepared) {
-      // Most recently used last; already within budget, so nothing to evict.
+      // Most recently used last; already within budget, so nothing else to evict.
       if (used.names.size > 1) {
         used.names.delete(name);
         used.names.set(name, prepared);
       }
-      return { name, prepared };
+      return evict ? { name, evict, prepared } : { name, prepared };
     }
     prepared = { name, length: text.length };
     used.names.set(name, prepared);
     used.length += text.length;
-    let evict: string[] | undefined;
     while (used.names.size > this.capacity || used.length > CONNECTION_TEXT_BUDGET) {
       const oldest = used.names.values().next().value as PreparedStatement;
       used.names.delete(oldest.name);
@@ -127,6 +129,17 @@ export class StatementCache {
       used.length -= prepared.length;
     }
     this.forgetParsed(client, name);
+  }
+
+  /**
+   * A statement's plan went stale (0A000) where it cannot be retried at once (inside a transaction, which
+   * the server has aborted): forgotten, and closed on the server in the connection's next named statement's
+   * write, so parsing it again under its name does not collide (42P05).
+   */
+  stale(client: pg.ClientBase, name: string): void {
+    this.forget(client, name);
+    const used = this.perConnection.get(client);
+    if (used) (used.closing ??= []).push(name);
   }
 
   /**
