@@ -9,6 +9,7 @@ import { type MemoryResult, runMemory } from './scenarios/memory.scenario.js';
 import { type PoolerResults, runPooler } from './scenarios/pooler.scenario.js';
 import { type RecoveryResult, runRecovery } from './scenarios/recovery.scenario.js';
 import { type ThroughputResult, runThroughput, workloadTitle } from './scenarios/throughput.scenario.js';
+import { runSettings } from './scenarios/settings.scenario.js';
 import { type BenchDatabase, startBenchDatabase } from './support/bench-database.js';
 import { type BenchOptions, readBenchOptions } from './support/bench-options.js';
 import {
@@ -30,6 +31,7 @@ interface Results {
   recovery?: RecoveryResult;
   bounded?: BoundedResults;
   pooler?: PoolerResults;
+  settings?: ThroughputResult[];
 }
 
 async function runScenarios(bench: BenchDatabase, options: BenchOptions, report: Report): Promise<Results> {
@@ -64,6 +66,7 @@ async function runScenarios(bench: BenchDatabase, options: BenchOptions, report:
     if (options.only.has('recovery')) results.recovery = await runRecovery(target, service.service, rawPg.pool, options, report);
     if (options.only.has('bounded')) results.bounded = await runBoundedResults(target, options, report);
     if (options.only.has('pooler')) results.pooler = await runPooler(bench, options, report);
+    if (options.only.has('settings')) results.settings = await runSettings(bench, options, report);
     return results;
   } finally {
     await Promise.allSettled([...peers, service, rawPg].map((c) => c.close()));
@@ -163,6 +166,20 @@ function printSummary(results: Results, options: BenchOptions, machine: string[]
       3,
     );
     report.line('The service sends the SET LOCAL timeouts (one set_config statement) ahead of each statement in the same round trip, and adds them to BEGIN in a transaction; raw pg sends the statement alone and runs without server timeouts.');
+    report.line();
+  }
+  const settings = results.settings;
+  if (settings) {
+    const at = (callers: number, key: string) => settings.find((r) => r.callers === callers && r.contender === key)!;
+    report.table(
+      ['PK select', 'Callers', 'service ops/s', 'with { settings } ops/s', 'with ÷ without', 'client CPU µs/op without / with'],
+      options.callers.map((callers) => {
+        const [plain, tenant] = [at(callers, 'service'), at(callers, 'service-settings')];
+        return ['per-call settings', callers, whole(plain.opsPerSec), whole(tenant.opsPerSec), ratio(tenant.vsPg / plain.vsPg), `${fixed(plain.cpuUsPerOp, 0)} / ${fixed(tenant.cpuUsPerOp, 0)}`];
+      }),
+      2,
+    );
+    report.line('with ÷ without: the ratio of their medians vs raw pg in the same rounds. One set_config statement (names and values bound) travels ahead of each statement in its round trip.');
     report.line();
   }
 }

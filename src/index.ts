@@ -26,6 +26,7 @@ export { sql, type SqlFragment } from './secure-database/service/sql.js';
 export type { Queryable, QueryInput, QueryOptions, QueryResult, Row, StreamOptions } from './secure-database/service/queryable.js';
 export type { RowOptions, SchemaOutput } from './secure-database/service/row-schema.js';
 export type { CallOptions } from './secure-database/service/cancellation.js';
+export type { DatabaseSettings, SettingValue } from './secure-database/settings/database-settings.js';
 export type { ScopedConnection } from './secure-database/service/scoped-connection.js';
 export { DEFAULT_TRANSACTION_RETRIES, type TransactionOptions, type IsolationLevel } from './secure-database/service/transaction-options.js';
 export { Transactional, type TransactionalOptions } from './secure-database/service/transactional.js';

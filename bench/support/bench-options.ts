@@ -25,7 +25,7 @@ export interface BenchOptions {
   resultsDir: string;
 }
 
-export const SCENARIOS = ['select', 'insert', 'connect', 'memory', 'recovery', 'bounded', 'pooler'] as const;
+export const SCENARIOS = ['select', 'insert', 'connect', 'memory', 'recovery', 'bounded', 'pooler', 'settings'] as const;
 
 const FULL = { rounds: 5, selectOps: 5_000, insertOps: 2_000, warmupOps: 300, connectSamples: 40, recoveryRounds: 3, memoryQueries: 200_000, streamRows: 1_000_000, demoUsers: 300_000 };
 const QUICK = { rounds: 2, selectOps: 1_500, insertOps: 600, warmupOps: 100, connectSamples: 12, recoveryRounds: 1, memoryQueries: 25_000, streamRows: 200_000, demoUsers: 60_000 };

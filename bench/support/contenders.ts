@@ -9,7 +9,7 @@ import type { DatabasePool } from '../../src/secure-database/pool/database-pool.
 import { getDatabasePoolToken } from '../../src/secure-database/secure-database.utils.js';
 import { type BenchTarget, INSERT_EVENT_SQL, SELECT_USER_SQL } from './bench-database.js';
 
-export type ContenderKey = 'service' | 'service-pipelined' | 'pg' | 'typeorm' | 'postgres.js' | 'pg-pipeline';
+export type ContenderKey = 'service' | 'service-pipelined' | 'service-settings' | 'pg' | 'typeorm' | 'postgres.js' | 'pg-pipeline';
 
 /** One way of talking to the bench database, with the same pool size and verify-full TLS as the others. */
 export interface Contender {

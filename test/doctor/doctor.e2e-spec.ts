@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { harness } from '../support/harness.js';
+import { harness, scratchDatabase } from '../support/harness.js';
 import { runDoctorCli, statuses } from './doctor-process.js';
 
 const h = harness();
@@ -19,6 +19,7 @@ const STEADY = [
   'channel-binding',
   'authentication',
   'role-privileges',
+  'row-level-security',
   'password-encryption',
   'timeouts',
   'server-tls-minimum',
@@ -94,8 +95,34 @@ describe('doctor (the built CLI, as a child process) on the shared clusters', ()
   it('superuser role: exit 1 on privileges, and only there', async () => {
     const run = await runDoctorCli(verified(h.tls.url({}, { user: h.tls.facts.superuser, password: h.tls.facts.superuserPassword })));
     expect(run.code).toBe(1);
-    expect(only(run)).toEqual(allPass({ 'channel-binding': 'warn', 'role-privileges': 'fail' }));
+    expect(only(run)).toEqual(allPass({ 'channel-binding': 'warn', 'role-privileges': 'fail', 'row-level-security': 'warn' }));
     expect(run.check('role-privileges').evidence).toMatch(/^postgres: SUPERUSER, CREATEROLE, BYPASSRLS, REPLICATION, CREATEDB/);
+    expect(run.check('row-level-security').evidence).toBe('postgres: SUPERUSER, BYPASSRLS: no row-level security policy applies to this role');
+  });
+
+  it('row-level security the app role owns without FORCE: warn (its policies do not apply to it), tables named only in development; forced: pass', async () => {
+    const scratch = await scratchDatabase(h.tls);
+    try {
+      const url = scratch.cluster.url();
+      await scratch.cluster.withSuperuser(async (admin) => {
+        await admin.query(`SET ROLE ${admin.escapeIdentifier(scratch.cluster.facts.user)}`);
+        await admin.query('CREATE TABLE tenant_notes (tenant_id int); ALTER TABLE tenant_notes ENABLE ROW LEVEL SECURITY');
+      }, scratch.cluster.facts.database);
+      const owned = await runDoctorCli(verified(url));
+      expect(owned.check('row-level-security')).toEqual({
+        id: 'row-level-security',
+        status: 'warn',
+        evidence: '1 table(s) with row-level security are owned by app without FORCE ROW LEVEL SECURITY, so their policies do not apply to it',
+        fix: 'let another role own them (the migration role of DATABASE_MIGRATION_URL), or ALTER TABLE … FORCE ROW LEVEL SECURITY',
+      });
+      const development = await runDoctorCli(verified(url, { APP_ENV: 'development' }));
+      expect(development.check('row-level-security').evidence).toMatch(/so their policies do not apply to it: public\.tenant_notes$/);
+      await scratch.cluster.withSuperuser((admin) => admin.query('ALTER TABLE tenant_notes FORCE ROW LEVEL SECURITY'), scratch.cluster.facts.database);
+      const forced = await runDoctorCli(verified(url));
+      expect(forced.check('row-level-security')).toMatchObject({ status: 'pass', evidence: '1 table(s) with row-level security, each forced or owned by another role: their policies apply to app' });
+    } finally {
+      await scratch.drop();
+    }
   });
 
   it('sslmode=require: warn on server identity, saying what verification would have found; exit 0', async () => {

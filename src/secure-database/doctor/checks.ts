@@ -247,6 +247,29 @@ function rolePrivileges({ facts }: DoctorInput): DoctorCheck {
   );
 }
 
+/** Row-Level Security policies (tenant isolation) apply to the app's role, or the doctor says why not. */
+function rowLevelSecurity({ config, facts }: DoctorInput): DoctorCheck {
+  const server = facts.server;
+  if (!server) return skip('row-level-security');
+  const who = server.roles.join(' / ') || 'unknown';
+  const bypass = [server.superuser && 'SUPERUSER', server.bypassrls && 'BYPASSRLS'].filter(Boolean).join(', ');
+  if (bypass) {
+    return warn('row-level-security', `${who}: ${bypass}: no row-level security policy applies to this role`, 'connect as a role without SUPERUSER and BYPASSRLS (ALTER ROLE … NOBYPASSRLS) so policies isolate tenants');
+  }
+  const owned = server.ownedUnforcedTables;
+  if (owned.length > 0) {
+    // Table names are schema facts: named in development only, as in errors.
+    const which = config.verboseErrors ? `: ${owned.slice(0, 10).join(', ')}${owned.length > 10 ? ', …' : ''}` : '';
+    return warn(
+      'row-level-security',
+      `${owned.length} table(s) with row-level security are owned by ${who} without FORCE ROW LEVEL SECURITY, so their policies do not apply to it${which}`,
+      'let another role own them (the migration role of DATABASE_MIGRATION_URL), or ALTER TABLE … FORCE ROW LEVEL SECURITY',
+    );
+  }
+  if (server.rowSecurityTables === 0) return pass('row-level-security', `${who}: no table has row-level security enabled (nothing to bypass)`);
+  return pass('row-level-security', `${server.rowSecurityTables} table(s) with row-level security, each forced or owned by another role: their policies apply to ${who}`);
+}
+
 function passwordEncryption({ facts }: DoctorInput): DoctorCheck {
   const value = facts.server?.settings.password_encryption;
   if (!facts.server) return skip('password-encryption');
@@ -348,6 +371,7 @@ export function evaluateChecks(input: DoctorInput): DoctorCheck[] {
     channelBinding,
     authentication,
     rolePrivileges,
+    rowLevelSecurity,
     passwordEncryption,
     timeouts,
     serverTlsMinimum,

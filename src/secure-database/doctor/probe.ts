@@ -63,6 +63,10 @@ export interface ServerFacts {
   serverAccessRoles: string[];
   /** pg_settings values (timeouts in ms), each absent when this role cannot see it. */
   settings: Partial<Record<SettingName, string>>;
+  /** Tables of this database with row-level security enabled. */
+  rowSecurityTables: number;
+  /** Those of them whose policies this role bypasses as their owner (no FORCE ROW LEVEL SECURITY): schema.table. */
+  ownedUnforcedTables: string[];
 }
 
 export type SettingName = 'password_encryption' | 'statement_timeout' | 'lock_timeout' | 'idle_in_transaction_session_timeout' | 'ssl_min_protocol_version';
@@ -80,6 +84,11 @@ const ROLES_SQL =
   'ARRAY(SELECT p.name FROM pg_catalog.unnest($1::pg_catalog.text[]) AS p(name) ' +
   "WHERE pg_catalog.pg_has_role(r.oid, p.name::pg_catalog.name, 'MEMBER')) AS server_access " +
   'FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY (ARRAY[CURRENT_USER, SESSION_USER]::pg_catalog.name[])';
+// Owners bypass their tables' policies unless FORCE ROW LEVEL SECURITY; so does any role with the owner's privileges.
+const ROW_SECURITY_SQL =
+  'SELECT pg_catalog.count(*)::int AS tables, COALESCE(pg_catalog.array_agg(pg_catalog.format($$%I.%I$$, n.nspname, c.relname)) ' +
+  "FILTER (WHERE NOT c.relforcerowsecurity AND pg_catalog.pg_has_role(CURRENT_USER, c.relowner, 'USAGE')), '{}') AS owned_unforced " +
+  'FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE c.relrowsecurity';
 const SETTINGS_SQL = 'SELECT s.name, s.setting FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])';
 
 const ROUND_TRIPS = 5;
@@ -205,6 +214,7 @@ async function serverFacts(client: pg.ClientBase, config: ResolvedDatabaseConfig
   } finally {
     if (enveloped) await client.query('COMMIT');
   }
+  const rowSecurity = (await client.query(ROW_SECURITY_SQL)).rows[0] as { tables: number; owned_unforced: string[] };
   const any = (key: 'rolsuper' | 'rolcreaterole' | 'rolcreatedb' | 'rolbypassrls' | 'rolreplication') => roles.some((r) => r[key]);
   return {
     ssl: session?.ssl === true,
@@ -219,6 +229,8 @@ async function serverFacts(client: pg.ClientBase, config: ResolvedDatabaseConfig
     replication: any('rolreplication'),
     serverAccessRoles: [...new Set(roles.flatMap((r) => r.server_access))],
     settings: Object.fromEntries(settingRows.map((r) => [r.name, r.setting])),
+    rowSecurityTables: rowSecurity.tables,
+    ownedUnforcedTables: rowSecurity.owned_unforced,
   };
 }
 

@@ -1,3 +1,5 @@
+import type { BoundStatement } from '../settings/database-settings.js';
+
 /** The server-side timeouts the module applies to every statement, in milliseconds (validated whole numbers). */
 export interface ServerTimeouts {
   statementTimeoutMs: number;
@@ -40,6 +42,9 @@ export function sessionTimeoutsSql(timeouts: ServerTimeouts): string {
  * the rest up to the Sync, as it does for the caller's.
  */
 export interface StatementEnvelope {
-  before: readonly string[];
-  after: readonly string[];
+  before: readonly EnvelopeStatement[];
+  after: readonly EnvelopeStatement[];
 }
+
+/** Module text alone, or module text with bound values (per-call settings: see settings/). */
+export type EnvelopeStatement = string | BoundStatement;

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import pg from 'pg';
-import type { StatementEnvelope } from '../pooler/server-settings.js';
+import type { EnvelopeStatement, StatementEnvelope } from '../pooler/server-settings.js';
 import { camelCaseFields, camelCaseRowsOn } from '../config/row-case.js';
 import { ResultTooLargeError } from '../errors/query.errors.js';
 import type { PreparedStatement, RowLayout, StatementName } from './statement-cache.js';
@@ -48,9 +48,14 @@ interface PgConnection {
 
 const NO_ENVELOPE: StatementEnvelope = { before: [], after: [] };
 
-function sendFixed(connection: PgConnection, text: string): void {
-  connection.parse({ text });
-  connection.bind({});
+function sendFixed(connection: PgConnection, statement: EnvelopeStatement): void {
+  if (typeof statement === 'string') {
+    connection.parse({ text: statement });
+    connection.bind({});
+  } else {
+    connection.parse({ text: statement.text });
+    connection.bind({ values: statement.values });
+  }
   connection.execute({ portal: '', rows: 0 });
 }
 

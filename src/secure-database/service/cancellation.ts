@@ -4,6 +4,8 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import type { StatementEnvelope } from '../pooler/server-settings.js';
+import { type DatabaseSettings, type ResolvedSettings, mergeSettings, resolveSettings } from '../settings/database-settings.js';
+import { ambientSettings } from '../settings/settings-scope.js';
 
 /** Options every query helper, `stream`, `transaction` and `withConnection` accept. */
 export interface CallOptions {
@@ -28,22 +30,40 @@ export interface CallOptions {
    * { timeoutMs }) (or SET LOCAL) instead: a per-statement value cannot be undone inside a transaction.
    */
   timeoutMs?: number;
+  /**
+   * Custom settings (`prefix.name`, e.g. `{ 'app.tenant_id': '42' }`) for this call's statements, read
+   * by Row-Level Security policies through current_setting(). Applied transaction-locally
+   * (set_config(name, value, true), names and values bound) in the statement's own round trip, so they
+   * end with it on whatever connection it ran; merged over those of an enclosing `db.withSettings`.
+   * For `transaction` every statement of it; for `withConnection` its session. Inside a transaction the
+   * settings are the transaction's: a call there that asks for others is refused. See settings/.
+   */
+  settings?: DatabaseSettings;
+}
+
+/** CallOptions validated: the settings merged over the enclosing withSettings scope's. */
+export interface ResolvedCallOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+  settings?: ResolvedSettings;
 }
 
 // PostgreSQL's statement_timeout is an int in milliseconds.
 const MAX_TIMEOUT_MS = 2_147_483_647;
 
-const NO_CALL_OPTIONS: CallOptions = Object.freeze({});
+const NO_CALL_OPTIONS: ResolvedCallOptions = Object.freeze({});
 
 /** The call options in `options` (a validated options object), checked: a clear InvalidQueryError otherwise. */
-export function callOptionsOf(options: object): CallOptions {
-  const { signal, timeoutMs } = options as CallOptions;
-  if (signal === undefined && timeoutMs === undefined) return NO_CALL_OPTIONS; // the common call: nothing to copy
+export function callOptionsOf(options: object): ResolvedCallOptions {
+  const { signal, timeoutMs, settings: given } = options as CallOptions;
+  // The common call: nothing given, no withSettings around it, nothing to copy.
+  if (signal === undefined && timeoutMs === undefined && given === undefined && ambientSettings() === undefined) return NO_CALL_OPTIONS;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidQueryError('signal must be an AbortSignal');
   if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 1 && timeoutMs <= MAX_TIMEOUT_MS)) {
     throw new InvalidQueryError(`timeoutMs must be a whole number of milliseconds, from 1 to ${MAX_TIMEOUT_MS}`);
   }
-  return { ...(signal ? { signal } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+  const settings = mergeSettings(ambientSettings(), resolveSettings(given));
+  return { ...(signal ? { signal } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(settings ? { settings } : {}) };
 }
 
 export function cancelledError(cause?: unknown): QueryCancelledError {
@@ -166,13 +186,18 @@ export function beginWithTimeout(begin: string, timeoutMs: number | undefined): 
   return timeoutMs === undefined ? begin : `${begin}; ${localStatementTimeoutSql(timeoutMs)}`;
 }
 
-/** A per-statement timeout cannot be undone inside a transaction block (SET LOCAL lasts to its end). */
-export function refuseTimeoutInTransaction(client: pg.ClientBase, timeoutMs: number | undefined, beginPending = false): void {
-  if (timeoutMs === undefined) return;
+/** A per-statement timeout or settings cannot be undone inside a transaction block (SET LOCAL lasts to its end). */
+export function refuseInTransaction(client: pg.ClientBase, shape: { timeoutMs?: number; settingsStatement?: unknown }, beginPending = false): void {
+  if (shape.timeoutMs === undefined && shape.settingsStatement === undefined) return;
+  // Before a transaction's deferred BEGIN is sent its connection still looks idle.
   const status = (client as { getTransactionStatus?(): string | null }).getTransactionStatus?.();
-  if (beginPending || (status != null && status !== 'I')) {
+  if (!beginPending && (status == null || status === 'I')) return;
+  if (shape.timeoutMs !== undefined) {
     throw new InvalidQueryError(
       'timeoutMs cannot be set for one statement inside a transaction (it would last until the transaction ends): pass it to transaction(fn, { timeoutMs }), or send SET LOCAL statement_timeout yourself',
     );
   }
+  throw new InvalidQueryError(
+    'settings cannot be given for one statement inside a transaction (they would last until the transaction ends): pass them to transaction(fn, { settings }) or withConnection(fn, { settings })',
+  );
 }

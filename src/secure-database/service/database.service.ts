@@ -5,7 +5,7 @@ import { SessionUnavailableError } from '../errors/pooler.errors.js';
 import { InFailedTransactionError, InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
-import { type CallOptions, abandonOnAbort, acquireUnlessAborted, beginWithTimeout, callOptionsOf, cancellable, sessionStatementTimeoutSql, throwIfAborted } from './cancellation.js';
+import { type CallOptions, type ResolvedCallOptions, abandonOnAbort, acquireUnlessAborted, beginWithTimeout, callOptionsOf, cancellable, sessionStatementTimeoutSql, throwIfAborted } from './cancellation.js';
 import { cursorRows } from './cursor-rows.js';
 import { PipelinedRunner } from '../pipeline/pipelined-runner.js';
 import { Queryable, type ResultShape, runCached, runStatement } from './queryable.js';
@@ -14,6 +14,8 @@ import { StatementCache } from './statement-cache.js';
 import { changesSession, statementFacts } from './statement-facts.js';
 import { type TransactionOptions, isRetryableTransactionError, planTransaction, retryDelayMs } from './transaction-options.js';
 import { joinedTransaction, runInTransactionScope } from './transaction-scope.js';
+import { type DatabaseSettings, SettingsInUse, resolveSettings } from '../settings/database-settings.js';
+import { runWithSettings } from '../settings/settings-scope.js';
 
 /**
  * The injectable query API of one connection. Constructed by the module (not by Nest's class
@@ -34,6 +36,8 @@ export class DatabaseService extends Queryable {
   /** pipelining true: writes share busy connections too, and calls with a signal (never cancelled on the server then). */
   private readonly pipelineWrites: boolean;
   private readonly resetAfter = (client: pg.PoolClient) => this.resetSession(this.db, client);
+  /** Setting names given so far: every later statement sets each (empty when not given). */
+  private readonly settingsInUse = new SettingsInUse();
 
   constructor(db: DatabasePool) {
     super(db);
@@ -62,9 +66,18 @@ export class DatabaseService extends Queryable {
     this.db.guardStatement(text);
     const facts = statementFacts(text);
     if (facts.transactionControl) throw transactionControlRefused();
+    // The settings ahead of the statement, in its round trip and implicit transaction.
+    const settingsStatement = this.settingsInUse.statement(shape.settings);
+    if (!settingsStatement) return this.runAutocommit(text, values, shape, facts.read);
+    const result = await this.runAutocommit(text, values, { ...shape, settingsStatement }, facts.read);
+    this.settingsInUse.remember(shape.settings);
+    return result;
+  }
+
+  private async runAutocommit(text: string, values: readonly unknown[] | undefined, shape: ResultShape, read: boolean): Promise<pg.QueryResult> {
     // Behind a transaction pooler: the SET LOCAL timeouts ahead of the statement, in its round trip.
     const envelope = this.db.statementEnvelope;
-    if (this.pipeline && (this.pipelineWrites ? true : facts.read && shape.signal === undefined)) {
+    if (this.pipeline && (this.pipelineWrites || (read && shape.signal === undefined))) {
       // Pipelined: never cancelled on the server (see CallOptions.signal); the caller is let go at the abort.
       // By default (`reads`) a call with a signal keeps its own connection, so its abort cancels on the server.
       return abandonOnAbort(this.pipeline.run(text, values, shape, this.statements, this.resetAfter), shape.signal);
@@ -103,10 +116,11 @@ export class DatabaseService extends Queryable {
     throw this.db.mapError(error);
   }
 
-  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R> {
+  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: ResolvedCallOptions): AsyncGenerator<R> {
     this.db.guardStatement(text);
     if (statementFacts(text).transactionControl) throw transactionControlRefused();
     const { signal, timeoutMs } = call;
+    const settingsStatement = this.settingsInUse.statement(call.settings);
     const client = await acquireUnlessAborted(this.db, signal);
     // Set when the consumer stalled past the idle deadline: the connection was handed back from a timer
     // (this generator, suspended at a yield, could not), so nothing below may touch it again.
@@ -123,8 +137,8 @@ export class DatabaseService extends Queryable {
       },
     };
     try {
-      // A per-call timeout needs a transaction to be SET LOCAL in: the stream then gets one, as behind a pooler.
-      if (!this.db.transactionPooled && timeoutMs === undefined) {
+      // A per-call timeout or settings need a transaction to be SET LOCAL in: the stream then gets one, as behind a pooler.
+      if (!this.db.transactionPooled && timeoutMs === undefined && !settingsStatement) {
         try {
           yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, undefined, signal);
         } finally {
@@ -136,6 +150,10 @@ export class DatabaseService extends Queryable {
       let committed = false;
       try {
         await client.query(beginWithTimeout(this.db.beginStatement('BEGIN'), timeoutMs));
+        if (settingsStatement) {
+          await client.query(settingsStatement.text, settingsStatement.values as string[]);
+          this.settingsInUse.remember(call.settings);
+        }
         yield* cursorRows<R>(client, this.db, text, values, batchSize, onIdle, undefined, signal);
         await client.query('COMMIT');
         committed = true;
@@ -186,7 +204,7 @@ export class DatabaseService extends Queryable {
     for (let n = 0; ; n++) {
       attempt.cacheFailed = false;
       try {
-        return await this.transactionAttempt(fn, beginWithTimeout(this.db.beginStatement(plan.begin), call.timeoutMs), options, call.signal, statements, attempt);
+        return await this.transactionAttempt(fn, beginWithTimeout(this.db.beginStatement(plan.begin), call.timeoutMs), options, call, statements, attempt);
       } catch (error) {
         if (n >= plan.retries || !(isRetryableTransactionError(error) || attempt.cacheFailed)) throw error;
       }
@@ -199,15 +217,19 @@ export class DatabaseService extends Queryable {
     fn: (tx: ScopedConnection) => Promise<T>,
     begin: string,
     options: TransactionOptions,
-    signal: AbortSignal | undefined,
+    call: ResolvedCallOptions,
     statements: StatementCache | undefined,
     attempt: { cacheFailed: boolean },
   ): Promise<T> {
+    const { signal, settings } = call;
     const client = await acquireUnlessAborted(this.db, signal);
-    const tx = new ScopedConnection(this.db, client, 'transaction', options, signal);
+    const tx = new ScopedConnection(this.db, client, 'transaction', options, signal, settings);
     if (statements) tx.useStatementCache(statements);
     try {
-      tx.deferBegin(begin); // sent with the first statement: one round trip fewer
+      // BEGIN, and the settings every statement of the transaction runs with (SET LOCAL: they end with it),
+      // are sent with the first statement: one round trip fewer.
+      const settingsStatement = this.settingsInUse.statement(settings);
+      tx.deferBegin(begin, settingsStatement);
       let result: T;
       try {
         result = await runInTransactionScope(this.db, tx, fn);
@@ -225,6 +247,7 @@ export class DatabaseService extends Queryable {
       if (commit.command === 'ROLLBACK') {
         throw tx.firstError ?? new InFailedTransactionError('the transaction had failed and was rolled back instead of committed', { sqlstate: '25P02' });
       }
+      this.settingsInUse.remember(settings); // the server accepted them (they went out with the first statement, if any)
       return result;
     } finally {
       attempt.cacheFailed = tx.statementCacheFailed;
@@ -247,6 +270,19 @@ export class DatabaseService extends Queryable {
   }
 
   /**
+   * Runs `fn` with `settings` (custom `prefix.name` settings, e.g. `{ 'app.tenant_id': tenantId }`)
+   * applied to every statement the module runs inside it, through AsyncLocalStorage: the query
+   * helpers, streams, transactions and withConnection, of this and every other connection of the
+   * module (named connections, replicas). Each statement gets them transaction-locally in its own
+   * round trip (see CallOptions.settings), so they never reach another caller's statements. Nested
+   * calls merge (inner values win); a call's own `{ settings }` merge over them. Work `fn` leaves
+   * running after it settles runs without them (it sees the settings empty), so await it inside.
+   */
+  async withSettings<T>(settings: DatabaseSettings, fn: () => Promise<T>): Promise<T> {
+    return runWithSettings(resolveSettings(settings), fn);
+  }
+
+  /**
    * Runs `fn` with one connection of its own, for session-level work (advisory locks, SET, temporary
    * tables, LISTEN). Before the connection returns to the pool its session is reset with DISCARD
    * ALL (which also releases advisory locks); when that fails the connection is destroyed instead.
@@ -261,12 +297,18 @@ export class DatabaseService extends Queryable {
    */
   async withConnection<T>(fn: (connection: ScopedConnection) => Promise<T>, options: CallOptions = {}): Promise<T> {
     this.refuseInsideTransaction();
-    const { signal, timeoutMs } = callOptionsOf(options ?? {});
+    const { signal, timeoutMs, settings } = callOptionsOf(options ?? {});
     const db = this.sessionPool();
     const client = await acquireUnlessAborted(db, signal);
-    const connection = new ScopedConnection(db, client, 'session', {}, signal);
+    const connection = new ScopedConnection(db, client, 'session', {}, signal, settings);
     try {
       if (timeoutMs !== undefined) await connection[CONTROL](sessionStatementTimeoutSql(timeoutMs));
+      // For the session (the callback's), until DISCARD ALL resets it on release.
+      const settingsStatement = this.settingsInUse.statement(settings, false);
+      if (settingsStatement) {
+        await connection[CONTROL](settingsStatement);
+        this.settingsInUse.remember(settings);
+      }
       return await fn(connection);
     } finally {
       connection.end();

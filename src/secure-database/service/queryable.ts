@@ -3,7 +3,8 @@ import type pg from 'pg';
 import { InvalidQueryError, NotFoundError, ResultTooLargeError, TooManyRowsError } from '../errors/query.errors.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import { type StatementEnvelope, queryBounded } from './bounded-query.js';
-import { type CallOptions, callOptionsOf, refuseTimeoutInTransaction, throwIfAborted, withCallTimeout } from './cancellation.js';
+import type { BoundStatement, ResolvedSettings } from '../settings/database-settings.js';
+import { type CallOptions, type ResolvedCallOptions, callOptionsOf, refuseInTransaction, throwIfAborted, withCallTimeout } from './cancellation.js';
 import { type StatementCache, type StatementName, statementCacheFailure } from './statement-cache.js';
 import { type RowOptions, type SchemaOutput, rowSchemaOf, validateRow, validateRows } from './row-schema.js';
 import { statementFacts } from './statement-facts.js';
@@ -52,9 +53,13 @@ export interface ResultShape {
   rowMode?: 'array';
   /** Most rows to keep (more is a ResultTooLargeError); 0 keeps none, only the row count. */
   maxRows: number;
-  /** The call's AbortSignal and statement_timeout (CallOptions), validated. */
+  /** The call's AbortSignal, statement_timeout and settings (CallOptions), validated. */
   signal?: AbortSignal;
   timeoutMs?: number;
+  /** The settings the caller's statements run with (its own over those of its withSettings scope). */
+  settings?: ResolvedSettings;
+  /** Set by the runner: the set_config statement sent ahead of this one, in its round trip (see settings/). */
+  settingsStatement?: BoundStatement;
 }
 
 export const DEFAULT_STREAM_BATCH_SIZE = 500;
@@ -74,7 +79,7 @@ export abstract class Queryable {
   protected abstract run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult>;
 
   /** Reads one statement's rows batch by batch on the connection this handle stands for. */
-  protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R>;
+  protected abstract streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: ResolvedCallOptions): AsyncGenerator<R>;
 
   /** Where a call runs: this handle, or (for the service, inside its transaction callback) the transaction's handle. */
   protected runner(): Queryable {
@@ -200,8 +205,8 @@ export abstract class Queryable {
   }
 }
 
-/** The call options (signal, timeoutMs), validated; an already aborted signal rejects here, before anything is sent. */
-function callOf(options: object): CallOptions {
+/** The call options (signal, timeoutMs, settings), validated; an already aborted signal rejects here, before anything is sent. */
+function callOf(options: object): ResolvedCallOptions {
   const call = callOptionsOf(options);
   throwIfAborted(call.signal);
   return call;
@@ -242,14 +247,16 @@ export function runStatement(
   envelope?: StatementEnvelope,
   named?: StatementName,
 ): Promise<pg.QueryResult> {
-  const { maxRows, rowMode, timeoutMs } = shape;
-  if (timeoutMs !== undefined) {
+  const { maxRows, rowMode } = shape;
+  if (shape.timeoutMs !== undefined || shape.settingsStatement !== undefined) {
     try {
-      refuseTimeoutInTransaction(client, timeoutMs);
+      refuseInTransaction(client, shape);
     } catch (error) {
       return Promise.reject(error);
     }
-    envelope = withCallTimeout(envelope, timeoutMs);
+    envelope = withCallTimeout(envelope, shape.timeoutMs);
+    // Last before the caller's statement: nothing between them can change the settings again.
+    if (shape.settingsStatement) envelope = { before: [...(envelope?.before ?? []), shape.settingsStatement], after: envelope?.after ?? [] };
   }
   // Not async: the one promise is the statement's own (queryBounded rejects a result over maxRows itself).
   const limit = maxRows === 0 || maxRows === Infinity || statementFacts(text).write ? 0 : maxRows + 1;

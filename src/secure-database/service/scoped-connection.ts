@@ -3,8 +3,9 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
-import type { StatementEnvelope } from '../pooler/server-settings.js';
-import { type CallOptions, cancellable, eitherSignal, refuseTimeoutInTransaction, throwIfAborted } from './cancellation.js';
+import type { EnvelopeStatement, StatementEnvelope } from '../pooler/server-settings.js';
+import { type ResolvedCallOptions, cancellable, eitherSignal, refuseInTransaction, throwIfAborted } from './cancellation.js';
+import { type BoundStatement, type ResolvedSettings, setConfigStatement } from '../settings/database-settings.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
 import { type StatementCache, statementCacheFailure } from './statement-cache.js';
@@ -30,11 +31,13 @@ interface ConnectionState {
   doomed: boolean;
   /** A stream's consumer stalled past the idle deadline: the connection was ended, and every later use gets this. */
   idledOut?: SecureDatabaseError;
+  /** The settings the transaction (or the session) was given: its statements all run with them. */
+  settings?: ResolvedSettings;
   /**
-   * The transaction's BEGIN (with its SET LOCALs, `; `-separated module text), not sent yet: it travels
-   * in the same write as the first statement, saving a round trip. Never sent if nothing runs.
+   * The transaction's BEGIN (with its SET LOCALs) and settings statement, not sent yet: they travel in
+   * the same write as the first statement, saving a round trip. Never sent if nothing runs.
    */
-  pendingBegin?: string;
+  pendingBegin?: EnvelopeStatement[];
   /** The service's statement cache, in a transaction that may rerun (retries > 0): its statements are named. */
   statements?: StatementCache;
   /** The server could not use a named statement (stale plan, or a name it does not have): the transaction must rerun. */
@@ -72,7 +75,8 @@ export class ScopedConnection extends Queryable {
     private readonly transactionOptions: TransactionOptions = {},
     /** The signal of the whole transaction / withConnection: once aborted, the handle sends nothing more. */
     private readonly signal?: AbortSignal,
-    private readonly state: ConnectionState = { broken: false, sessionChanged: false, savepoints: 0, doomed: false },
+    settings?: ResolvedSettings,
+    private readonly state: ConnectionState = { broken: false, sessionChanged: false, savepoints: 0, doomed: false, settings },
   ) {
     super(db);
   }
@@ -111,8 +115,11 @@ export class ScopedConnection extends Queryable {
   }
 
   /** @internal The transaction's BEGIN goes out with its first statement (or savepoint, stream, COMMIT: see pendingBegin). */
-  deferBegin(begin: string): void {
-    this.state.pendingBegin = begin;
+  deferBegin(begin: string, settingsStatement?: BoundStatement): void {
+    // Module texts joined by `; ` (beginWithTimeout, beginStatement): each is one fixed statement of the envelope.
+    const statements: EnvelopeStatement[] = begin.split('; ');
+    if (settingsStatement) statements.push(settingsStatement);
+    this.state.pendingBegin = statements;
   }
 
   /** The pending BEGIN as fixed statements ahead of the caller's, in its write; consumed (sent once). */
@@ -120,7 +127,12 @@ export class ScopedConnection extends Queryable {
     const begin = this.state.pendingBegin;
     if (begin === undefined) return undefined;
     this.state.pendingBegin = undefined;
-    return { before: begin.split('; '), after: [] };
+    return { before: begin, after: [] };
+  }
+
+  /** Sends the pending BEGIN on its own (before a cursor, or a savepoint after bound settings). */
+  private async sendPending(begin: readonly EnvelopeStatement[]): Promise<void> {
+    for (const statement of begin) await this.onClient(this.connection, (client) => (typeof statement === 'string' ? client.query(statement) : client.query(statement.text, statement.values as string[])), false);
   }
 
   /** One statement, named in a transaction that uses the statement cache; a failure only named statements have is noted. */
@@ -142,8 +154,9 @@ export class ScopedConnection extends Queryable {
 
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.guard(text);
+    shape = this.withSettingsOf(shape);
     // Before BEGIN is sent the connection still looks idle: a per-statement timeout would last to the transaction's end.
-    refuseTimeoutInTransaction(this.connection, shape.timeoutMs, this.state.pendingBegin !== undefined);
+    if (this.state.pendingBegin !== undefined) refuseInTransaction(this.connection, shape, true);
     const signal = eitherSignal(this.signal, shape.signal);
     const result = await this.onClient(
       this.usableClient(),
@@ -154,8 +167,11 @@ export class ScopedConnection extends Queryable {
     return result;
   }
 
-  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: CallOptions): AsyncGenerator<R> {
+  protected async *streamRows<R>(text: string, values: readonly unknown[] | undefined, batchSize: number, call: ResolvedCallOptions): AsyncGenerator<R> {
     this.guard(text);
+    if (!sameSettings(this.state.settings, call.settings)) {
+      throw new InvalidQueryError(`${SETTINGS_DIFFER} a stream cannot have settings of its own on a connection handle: pass them to transaction(fn, { settings }) or withConnection(fn, { settings })`);
+    }
     const signal = eitherSignal(this.signal, call.signal);
     throwIfAborted(signal);
     if (call.timeoutMs !== undefined) throw new InvalidQueryError('timeoutMs cannot be set for one stream on a connection handle: pass it to transaction(fn, { timeoutMs }) or withConnection(fn, { timeoutMs })');
@@ -164,7 +180,7 @@ export class ScopedConnection extends Queryable {
     const begin = this.state.pendingBegin;
     if (begin !== undefined) {
       this.state.pendingBegin = undefined;
-      await this.onClient(client, (c) => c.query(begin), false);
+      await this.sendPending(begin);
     }
     // A cursor reports no command tag to look at: the text decides (CREATE TABLE … AS runs through one too).
     if (statementFacts(text).sessionText) this.state.sessionChanged = true;
@@ -204,7 +220,7 @@ export class ScopedConnection extends Queryable {
     refuseNestedCharacteristics(this.transactionOptions, options);
     const client = this.usableClient();
     const savepoint = `sp_${++this.state.savepoints}`;
-    const nested = new ScopedConnection(this.db, client, 'transaction', this.transactionOptions, this.signal, this.state);
+    const nested = new ScopedConnection(this.db, client, 'transaction', this.transactionOptions, this.signal, this.state.settings, this.state);
     this.nestedOpen = true;
     try {
       await this[CONTROL](`SAVEPOINT ${savepoint}`);
@@ -241,6 +257,20 @@ export class ScopedConnection extends Queryable {
     }
   }
 
+  /**
+   * The transaction's (or session's) settings already apply to every statement on this connection. A
+   * call that asks for others: refused in a transaction (SET LOCAL would last to its end, so they
+   * could not be undone after the statement); on a withConnection handle sent with the statement, in
+   * its own implicit transaction (refused inside a transaction the callback began).
+   */
+  private withSettingsOf(shape: ResultShape): ResultShape {
+    if (sameSettings(this.state.settings, shape.settings)) return shape.settings ? { ...shape, settings: undefined } : shape;
+    if (this.scope === 'transaction') {
+      throw new InvalidQueryError(`${SETTINGS_DIFFER} pass them to transaction(fn, { settings }) (or db.withSettings around it), or run the statement outside the transaction`);
+    }
+    return { ...shape, settingsStatement: setConfigStatement(shape.settings!) };
+  }
+
   private guard(text: string): void {
     this.db.guardStatement(text);
     if (this.scope === 'transaction' && statementFacts(text).transactionControl) {
@@ -251,7 +281,7 @@ export class ScopedConnection extends Queryable {
   }
 
   /** @internal Sends one of the module's fixed statements, also after the callback ended (COMMIT, ROLLBACK). */
-  [CONTROL](statement: string): Promise<pg.QueryResult> {
+  [CONTROL](statement: string | BoundStatement): Promise<pg.QueryResult> {
     // After a stream's idle deadline the connection is gone: COMMIT (or anything) reports why.
     if (this.state.idledOut) return Promise.reject(this.state.idledOut);
     const begin = this.state.pendingBegin;
@@ -259,9 +289,12 @@ export class ScopedConnection extends Queryable {
       this.state.pendingBegin = undefined;
       // Nothing ran in the transaction: COMMIT and ROLLBACK have nothing to end, so nothing is sent at all.
       if (statement === 'COMMIT' || statement === 'ROLLBACK') return Promise.resolve(nothingBegun(statement));
-      statement = `${begin}; ${statement}`; // SAVEPOINT …: one round trip with the BEGIN
+      // SAVEPOINT …: one round trip with the BEGIN when that is module text alone.
+      if (typeof statement === 'string' && begin.every((each) => typeof each === 'string')) statement = `${begin.join('; ')}; ${statement}`;
+      else return this.sendPending(begin).then(() => this[CONTROL](statement));
     }
-    return this.onClient(this.connection, (client) => client.query(statement), false);
+    // A bound statement (the module's set_config with the caller's settings) goes over the extended protocol.
+    return this.onClient(this.connection, (client) => (typeof statement === 'string' ? client.query(statement) : client.query(statement.text, statement.values as string[])), false);
   }
 
   private usableClient(): pg.PoolClient {
@@ -297,4 +330,13 @@ export class ScopedConnection extends Queryable {
   end(): void {
     this.live = false;
   }
+}
+
+const SETTINGS_DIFFER = 'settings were given that this connection does not already run with (its transaction or withConnection was given others):';
+
+/** True when every setting `call` asks for already has that value on the connection (`held`). */
+function sameSettings(held: ResolvedSettings | undefined, call: ResolvedSettings | undefined): boolean {
+  if (!call) return true;
+  for (const [name, value] of call) if (held?.get(name) !== value) return false;
+  return true;
 }
