@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { ARM_TITLES, type ArmKey, type ConnectionCostResult, runConnectionCost } from './scenarios/connection-cost.scenario.js';
 import { type BoundedResults, runBoundedResults } from './scenarios/bounded-results.scenario.js';
 import { type MemoryResult, runMemory } from './scenarios/memory.scenario.js';
+import { type ObserverCost, runObserverCost } from './scenarios/observability.scenario.js';
 import { type PoolerResults, runPooler } from './scenarios/pooler.scenario.js';
 import { type RecoveryResult, runRecovery } from './scenarios/recovery.scenario.js';
 import { type ThroughputResult, runThroughput, workloadTitle } from './scenarios/throughput.scenario.js';
@@ -32,6 +33,7 @@ interface Results {
   bounded?: BoundedResults;
   pooler?: PoolerResults;
   settings?: ThroughputResult[];
+  observer?: ObserverCost[];
 }
 
 async function runScenarios(bench: BenchDatabase, options: BenchOptions, report: Report): Promise<Results> {
@@ -46,6 +48,8 @@ async function runScenarios(bench: BenchDatabase, options: BenchOptions, report:
       if (options.only.has('select')) {
         peers.push(await serviceContender(target, options.poolMax, true), postgresJsContender(target, options.poolMax), await pgPipelineContender(target, options.poolMax));
       }
+      // Events + slow-query log + metrics on, beside the same service without them, in the same rounds.
+      if (options.only.has('observability') && options.only.has('select')) peers.push(await serviceContender(target, options.poolMax, false, true), await serviceContender(target, options.poolMax, true, true));
       const contenders = [service, rawPg, ...peers];
       report.line('Contenders:');
       for (const c of contenders) report.line(`  ${c.key.padEnd(12)} ${c.description}`);
@@ -67,6 +71,7 @@ async function runScenarios(bench: BenchDatabase, options: BenchOptions, report:
     if (options.only.has('bounded')) results.bounded = await runBoundedResults(target, options, report);
     if (options.only.has('pooler')) results.pooler = await runPooler(bench, options, report);
     if (options.only.has('settings')) results.settings = await runSettings(bench, options, report);
+    if (options.only.has('observability')) results.observer = await runObserverCost(report);
     return results;
   } finally {
     await Promise.allSettled([...peers, service, rawPg].map((c) => c.close()));
@@ -102,6 +107,11 @@ function printSummary(results: Results, options: BenchOptions, machine: string[]
       `PK select: ${workloadTitle('select')}; insert in tx: ${workloadTitle('insert')}. "vs raw pg": median of per-round throughput ratios (range over rounds). ` +
         'Client CPU: user + system time of the benchmark process per operation (the server runs on the same cores).',
     );
+    report.line();
+    printObservabilityCost(results.throughput, report);
+  }
+  if (results.observer) {
+    report.table(['Observer cost per statement (no database)', 'client CPU µs'], results.observer.map((c) => [c.variant, fixed(c.cpuUsPerStatement, 2)]));
     report.line();
   }
   const c = results.connection;
@@ -182,6 +192,29 @@ function printSummary(results: Results, options: BenchOptions, machine: string[]
     report.line('with ÷ without: the ratio of their medians vs raw pg in the same rounds. One set_config statement (names and values bound) travels ahead of each statement in its round trip.');
     report.line();
   }
+}
+
+/** Observed vs plain service, each as its median ratio to raw pg in the same rounds: the cost of events + slow-query log + metrics. */
+function printObservabilityCost(throughput: ThroughputResult[], report: Report): void {
+  const rows: string[][] = [];
+  for (const observed of throughput.filter((r) => r.contender.endsWith('-observed'))) {
+    const plain = throughput.find((r) => r.workload === observed.workload && r.callers === observed.callers && r.contender === observed.contender.replace('-observed', ''));
+    if (!plain) continue;
+    const cost = 1 - observed.vsPg / plain.vsPg;
+    rows.push([
+      observed.workload === 'select' ? 'PK select' : 'insert in tx',
+      String(observed.callers),
+      plain.contender,
+      ratio(plain.vsPg),
+      ratio(observed.vsPg),
+      `${fixed(cost * 100, 1)} %`,
+      `${fixed(plain.cpuUsPerOp, 0)} → ${fixed(observed.cpuUsPerOp, 0)}`,
+    ]);
+  }
+  if (rows.length === 0) return;
+  report.table(['Observability on vs off', 'Callers', 'Contender', 'off: vs raw pg', 'on: vs raw pg', 'throughput cost', 'client CPU µs/op'], rows);
+  report.line('On: onQuery (a counter), DATABASE_SLOW_QUERY_MS=1000 (never reached) and metrics into an SDK MeterProvider exporting every 10 s. Cost: 1 − (on vs raw pg) / (off vs raw pg).');
+  report.line();
 }
 
 /** One SVG per throughput workload: ops/s against callers, a line per contender. */

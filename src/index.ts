@@ -17,6 +17,9 @@ export { RequestSignal, requestSignalOf } from './secure-database/http/request-s
 export { getPoolToken, getDatabaseServiceToken } from './secure-database/secure-database.utils.js';
 export { DatabaseService } from './secure-database/service/database.service.js';
 export type { DatabasePoolStats } from './secure-database/pool/database-pool.js';
+export type { QueryEvent, QueryEventHook } from './secure-database/observability/query-event.js';
+export { statementShape, type StatementShape } from './secure-database/observability/statement-fingerprint.js';
+export { SLOW_QUERY_LINES_PER_WINDOW, SLOW_QUERY_TEXT_LIMIT, SLOW_QUERY_WINDOW_MS } from './secure-database/observability/slow-query-log.js';
 export type { ConnectionTlsFacts } from './secure-database/tls/tls-assertion.js';
 export * from './secure-database/errors/index.js';
 export { ChannelBindingError } from './secure-database/auth/channel-binding.js';

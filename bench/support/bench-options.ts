@@ -19,13 +19,13 @@ export interface BenchOptions {
   streamRows: number;
   /** Users in the demo's table for the bounded-results scenario. */
   demoUsers: number;
-  /** Scenarios to run: select, insert, connect, memory, recovery, bounded, pooler. */
+  /** Scenarios to run: select, insert, connect, memory, recovery, bounded, pooler, observability (with select: observed service contenders too). */
   only: Set<string>;
   /** Where the raw output goes; `-` for nowhere. */
   resultsDir: string;
 }
 
-export const SCENARIOS = ['select', 'insert', 'connect', 'memory', 'recovery', 'bounded', 'pooler', 'settings'] as const;
+export const SCENARIOS = ['select', 'insert', 'connect', 'memory', 'recovery', 'bounded', 'pooler', 'settings', 'observability'] as const;
 
 const FULL = { rounds: 5, selectOps: 5_000, insertOps: 2_000, warmupOps: 300, connectSamples: 40, recoveryRounds: 3, memoryQueries: 200_000, streamRows: 1_000_000, demoUsers: 300_000 };
 const QUICK = { rounds: 2, selectOps: 1_500, insertOps: 600, warmupOps: 100, connectSamples: 12, recoveryRounds: 1, memoryQueries: 25_000, streamRows: 200_000, demoUsers: 60_000 };
@@ -47,7 +47,8 @@ export function readBenchOptions(argv = process.argv.slice(2), env = process.env
   const base = quick ? QUICK : FULL;
   const pick = (flag: string, envName: string, fallback: number) => positiveInt(argValue(argv, flag) ?? env[envName], fallback, `--${flag} / ${envName}`);
   const callersRaw = argValue(argv, 'callers') ?? env.BENCH_CALLERS ?? '1,16,64';
-  const onlyRaw = argValue(argv, 'only') ?? env.BENCH_ONLY ?? SCENARIOS.join(',');
+  // observability only when asked for: it adds two contenders to every throughput measurement.
+  const onlyRaw = argValue(argv, 'only') ?? env.BENCH_ONLY ?? SCENARIOS.filter((s) => s !== 'observability').join(',');
   const only = new Set(onlyRaw.split(',').map((s) => s.trim()).filter(Boolean));
   for (const name of only) if (!(SCENARIOS as readonly string[]).includes(name)) throw new Error(`unknown scenario ${name}; known: ${SCENARIOS.join(', ')}`);
   return {

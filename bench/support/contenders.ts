@@ -1,6 +1,7 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import pg from 'pg';
 import postgres from 'postgres';
 import { DataSource } from 'typeorm';
@@ -9,7 +10,7 @@ import type { DatabasePool } from '../../src/secure-database/pool/database-pool.
 import { getDatabasePoolToken } from '../../src/secure-database/secure-database.utils.js';
 import { type BenchTarget, INSERT_EVENT_SQL, SELECT_USER_SQL } from './bench-database.js';
 
-export type ContenderKey = 'service' | 'service-pipelined' | 'service-settings' | 'pg' | 'typeorm' | 'postgres.js' | 'pg-pipeline';
+export type ContenderKey = 'service' | 'service-pipelined' | 'service-settings' | 'service-observed' | 'service-pipelined-observed' | 'pg' | 'typeorm' | 'postgres.js' | 'pg-pipeline';
 
 /** One way of talking to the bench database, with the same pool size and verify-full TLS as the others. */
 export interface Contender {
@@ -38,9 +39,22 @@ export interface ServiceContender extends Contender {
   db: DatabasePool;
 }
 
+/**
+ * Everything observability/ offers switched on, as a production app would: an onQuery hook (counting),
+ * the slow-query log (a threshold no PK select reaches) and metrics into a real SDK MeterProvider whose
+ * reader exports every 10 s to memory.
+ */
+function observedOptions(): { options: object; close(): Promise<void> } {
+  const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE), exportIntervalMillis: 10_000 });
+  const meterProvider = new MeterProvider({ readers: [reader] });
+  let events = 0;
+  return { options: { onQuery: () => void events++, slowQueryMs: 1000, meterProvider }, close: () => meterProvider.shutdown() };
+}
+
 /** DatabaseService built by the real module (NestFactory + SecureDatabaseModule.forRoot), as an application gets it. */
-/** `pipelining` true: the documented fastest configuration; absent: the module's defaults, as a user who sets nothing gets them. */
-export async function serviceContender(target: BenchTarget, poolMax: number, pipelining?: true): Promise<ServiceContender> {
+/** `pipelining` true: the documented fastest configuration; false: the module's defaults (reads pipelined), as a user who sets nothing gets them. */
+export async function serviceContender(target: BenchTarget, poolMax: number, pipelining = false, observed = false): Promise<ServiceContender> {
+  const observing = observed ? observedOptions() : undefined;
   const app = await NestFactory.createApplicationContext(
     {
       imports: [
@@ -52,6 +66,7 @@ export async function serviceContender(target: BenchTarget, poolMax: number, pip
           acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
           appEnv: 'production',
           ...(pipelining ? { pipelining } : {}),
+          ...observing?.options,
         }),
       ],
     },
@@ -59,8 +74,8 @@ export async function serviceContender(target: BenchTarget, poolMax: number, pip
   );
   const service = app.get(DatabaseService);
   return {
-    key: pipelining ? 'service-pipelined' : 'service',
-    description: `DatabaseService (SecureDatabaseModule.forRoot, poolMax ${poolMax}${pipelining ? ', pipelining: true' : ', default options'}): fetchrow(sql\`…\`) and transaction(tx => tx.execute(sql\`…\`))`,
+    key: `service${pipelining ? '-pipelined' : ''}${observed ? '-observed' : ''}` as ContenderKey,
+    description: `DatabaseService (SecureDatabaseModule.forRoot, poolMax ${poolMax}${pipelining ? ', pipelining: true' : ', default options'}${observed ? ', onQuery + slowQueryMs + an SDK MeterProvider' : ''}): fetchrow(sql\`…\`) and transaction(tx => tx.execute(sql\`…\`))`,
     app,
     service,
     db: app.get<DatabasePool>(getDatabasePoolToken()),
@@ -68,7 +83,10 @@ export async function serviceContender(target: BenchTarget, poolMax: number, pip
     insertEvent: async (userId, payload) => {
       await service.transaction((tx) => tx.execute(sql`INSERT INTO bench_events (user_id, payload) VALUES (${userId}, ${payload})`));
     },
-    close: () => app.close(),
+    close: async () => {
+      await app.close();
+      await observing?.close();
+    },
   };
 }
 

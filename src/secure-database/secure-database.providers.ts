@@ -3,6 +3,7 @@ import { resolveDatabaseConfig } from './config/resolve-database-config.js';
 import { logStartupFailure } from './errors/startup-failure-hint.js';
 import type { SecureDatabaseModuleOptions } from './interfaces/secure-database-options.interface.js';
 import { DatabasePool } from './pool/database-pool.js';
+import { observeDatabase } from './observability/observe-database.js';
 import { getDatabasePoolToken, getDatabaseServiceToken, getPoolToken, getSecureDatabaseOptionsToken } from './secure-database.utils.js';
 import { DatabaseService } from './service/database.service.js';
 
@@ -30,7 +31,11 @@ export function createConnectionProviders(name?: string): Provider[] {
   return [
     {
       provide: getDatabasePoolToken(name),
-      useFactory: (options: SecureDatabaseModuleOptions) => createDatabasePool(options, name),
+      useFactory: async (options: SecureDatabaseModuleOptions) => {
+        const db = createDatabasePool(options, name);
+        await observeDatabase(db, options ?? {}, databaseLogger(name));
+        return db;
+      },
       inject: [getSecureDatabaseOptionsToken(name)],
     },
     { provide: getPoolToken(name), useFactory: (db: DatabasePool) => db.pool, inject: [getDatabasePoolToken(name)] },

@@ -1,15 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import type { Server } from 'node:http';
 import { type AddressInfo, type Socket, connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import request from 'supertest';
 import { DatabaseService, sql } from '../../src/index.js';
-import { harness, scratchDatabase } from '../support/harness.js';
 import { LogCapture } from '../support/log-capture.js';
+import { type DemoApp, startDemoOnScratch } from './demo-app.js';
 
-const h = harness();
 const IDLE_MS = 500;
 // Far more than loopback's socket buffers hold (a few MB each way), so a client that reads nothing stalls the export.
 const ROWS = 200_000;
@@ -25,33 +23,25 @@ describe('demo: clients that stop reading GET /users/export (pool of 2)', () => 
   const logs = new LogCapture();
   let app: INestApplication;
   let db: DatabaseService;
-  let scratch: Awaited<ReturnType<typeof scratchDatabase>>;
-  const saved = { ...process.env };
+  let demo: DemoApp;
 
   beforeAll(async () => {
-    scratch = await scratchDatabase(h.tls);
-    Object.assign(process.env, {
-      APP_ENV: 'production',
-      DATABASE_URL: scratch.cluster.url({}, { host: 'localhost' }),
-      DATABASE_SSL_ROOT_CERT: h.caPem,
-      DATABASE_POOL_MAX: '2',
-      // How long the exports take to fill the sockets' buffers depends on the machine's load: the list
-      // request may wait for that and the deadline, but without the deadline it would wait out this too.
-      DATABASE_POOL_ACQUIRE_TIMEOUT_MS: '20000',
-      DATABASE_STREAM_IDLE_TIMEOUT_MS: String(IDLE_MS),
-    });
-    const { AppModule } = await import('../../src/demo/app.module.js');
-    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-    app = await moduleRef.createNestApplication({ logger: logs }).init();
+    demo = await startDemoOnScratch(
+      {
+        DATABASE_POOL_MAX: '2',
+        // How long the exports take to fill the sockets' buffers depends on the machine's load: the list
+        // request may wait for that and the deadline, but without the deadline it would wait out this too.
+        DATABASE_POOL_ACQUIRE_TIMEOUT_MS: '20000',
+        DATABASE_STREAM_IDLE_TIMEOUT_MS: String(IDLE_MS),
+      },
+      logs,
+    );
+    ({ app } = demo);
     db = app.get(DatabaseService);
     await db.execute(sql`INSERT INTO users (email, name, status) SELECT 'stall-' || g || '@example.com', 'Stalled Reader ' || g, 'inactive' FROM generate_series(1, ${ROWS}::int) g`);
   }, 120_000);
 
-  afterAll(async () => {
-    await app?.close();
-    await scratch?.drop();
-    process.env = saved;
-  });
+  afterAll(() => demo?.close());
 
   it('three stalled downloads: other requests still succeed, each stalled export is ended after the idle deadline, readiness is up', async () => {
     const server: Server = app.getHttpServer().listen(0);

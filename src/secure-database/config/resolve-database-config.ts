@@ -56,6 +56,8 @@ export interface ResolvedDatabaseConfig {
   rowCase: RowCase;
   /** Migrations applied at startup (migrationsRun), from `dir`. */
   migrations: { run: boolean; dir: string };
+  /** DATABASE_SLOW_QUERY_MS (off when unset) and DATABASE_METRICS (recorded only with a meter provider; observability/). */
+  observability: { slowQueryMs?: number; metrics: boolean };
   warnings: string[];
 }
 
@@ -219,6 +221,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     statementCacheSize: pooler.mode === 'transaction' ? 0 : options.statementCacheSize,
     rowCase: options.rowCase,
     migrations: { run: options.migrationsRun, dir: options.migrationsDir },
+    observability: { slowQueryMs: options.slowQueryMs, metrics: options.metrics },
     warnings,
   };
 }

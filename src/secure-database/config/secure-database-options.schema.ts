@@ -44,7 +44,12 @@ export const DATABASE_ENV_NAMES = {
   rowCase: 'DATABASE_ROW_CASE',
   migrationsRun: 'DATABASE_MIGRATIONS_RUN',
   migrationsDir: 'DATABASE_MIGRATIONS_DIR',
-} as const satisfies Record<Exclude<keyof SecureDatabaseModuleOptions, 'name'>, string>;
+  slowQueryMs: 'DATABASE_SLOW_QUERY_MS',
+  metrics: 'DATABASE_METRICS',
+} as const satisfies Record<Exclude<keyof SecureDatabaseModuleOptions, 'name' | CodeOnlyOption>, string>;
+
+/** Options that only code can pass (functions and objects): they have no environment variable. */
+type CodeOnlyOption = 'meterProvider' | 'onQuery';
 
 /**
  * Which autocommit statements of DatabaseService may share a busy connection (DATABASE_PIPELINING):
@@ -114,6 +119,10 @@ export interface ValidatedOptions {
   rowCase: RowCase;
   migrationsRun: boolean;
   migrationsDir: string;
+  slowQueryMs?: number;
+  metrics: boolean;
+  meterProvider?: SecureDatabaseModuleOptions['meterProvider'];
+  onQuery?: SecureDatabaseModuleOptions['onQuery'];
 }
 
 const label = (key: keyof typeof DATABASE_ENV_NAMES) => `${DATABASE_ENV_NAMES[key]} (${key})`;
@@ -203,6 +212,17 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
     .label(label('rowCase')),
   migrationsRun: Joi.boolean().truthy('1', 'yes', 'on').falsy('0', 'no', 'off').default(false).label(label('migrationsRun')),
   migrationsDir: Joi.string().default(DATABASE_DEFAULTS.migrationsDir).label(label('migrationsDir')),
+  slowQueryMs: whole('slowQueryMs', 1, MAX_TIMER_MS, 'milliseconds'),
+  metrics: Joi.boolean().truthy('1', 'yes', 'on').falsy('0', 'no', 'off').default(true).label(label('metrics')),
+  // Checked, never cloned: the SDK's MeterProvider is a class instance.
+  meterProvider: Joi.any()
+    .custom((value: unknown) => {
+      if (typeof (value as { getMeter?: unknown } | null)?.getMeter !== 'function') throw new Error('not a MeterProvider');
+      return value;
+    })
+    .label('meterProvider')
+    .messages({ 'any.custom': '{{#label}} must be an OpenTelemetry MeterProvider (an object with getMeter)' }),
+  onQuery: Joi.function().label('onQuery').messages({ 'function.base': '{{#label}} must be a function (event) => void' }),
 })
   .or('url', 'urlFile')
   .oxor('url', 'urlFile')

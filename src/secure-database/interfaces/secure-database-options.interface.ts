@@ -1,5 +1,6 @@
 import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
 import type { PasswordProvider } from '../credentials/password-source.js';
+import type { QueryEventHook } from '../observability/query-event.js';
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 export type MinimumSslMode = 'require' | 'verify-ca' | 'verify-full';
@@ -146,6 +147,26 @@ export interface SecureDatabaseModuleOptions {
   migrationsRun?: boolean | string;
   /** The folder of migration files for migrationsRun (DATABASE_MIGRATIONS_DIR); default `migrations`, relative to the working directory. */
   migrationsDir?: string;
+  /**
+   * Log a warning for each statement that took at least this long (DATABASE_SLOW_QUERY_MS), with its
+   * duration, fingerprint and text, never its values (in production the normalised text, literals
+   * replaced by `?`, cut to 1000 characters); at most 10 lines a minute. Default: off.
+   */
+  slowQueryMs?: number | string;
+  /**
+   * OpenTelemetry metrics (DATABASE_METRICS): on by default, recorded only when the app has a meter
+   * provider (the `meterProvider` option, or a global one registered before the module starts);
+   * `false` turns them off even then.
+   */
+  metrics?: boolean | string;
+  /** Where the metrics go instead of the global meter provider (an OpenTelemetry MeterProvider). Code only. */
+  meterProvider?: { getMeter(name: string, version?: string): unknown };
+  /**
+   * Called once per statement after it settled, with its connection, text (placeholders only, never
+   * values), fingerprint, duration, rows, outcome and how it ran (QueryEvent). Runs on the statement's
+   * path: keep it quick. What it throws is logged once and never reaches the caller. Code only.
+   */
+  onQuery?: QueryEventHook;
 }
 
 export interface SecureDatabaseOptionsFactory {

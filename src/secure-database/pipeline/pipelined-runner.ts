@@ -155,6 +155,8 @@ export class PipelinedRunner {
       if (connection.sent.length === 0) this.giveBack(connection);
       throw cancelledError();
     }
+    // For query events: pipelined means sent behind other callers' statements still in flight on this connection.
+    shape.pipelined = connection.sent.length > 0;
     connection.sent.push(performance.now());
     // pg writes each statement as soon as it is queued: one system call each, the largest client cost
     // of a deep pipeline. Corking until the tick ends sends what joined meanwhile together.

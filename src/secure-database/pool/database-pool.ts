@@ -16,6 +16,7 @@ import { type StatementEnvelope, localTimeoutsSql, sessionTimeoutsSql } from '..
 import { type CertificateExpiry, certificateExpiryOf } from '../tls/certificate-expiry.js';
 import { type ConnectionTlsFacts, assertConnectionTls } from '../tls/tls-assertion.js';
 import { TimeoutError, promiseTimeout } from '../utils/promise-timeout.js';
+import type { DatabaseObserver } from '../observability/database-observer.js';
 
 // pg-pool destroys a connection still connecting at the acquire timeout; no host is tried this close to it.
 const DEADLINE_MARGIN_MS = 10;
@@ -66,6 +67,8 @@ export class DatabasePool {
   readonly statementEnvelope?: StatementEnvelope;
   /** What shares this pool's connections among callers (DatabaseService's pipelining), for stats(). */
   private pipeline?: { stats(): PipelineStats };
+  /** Query events, slow-query log and metrics of this pool (observability/); undefined when nothing listens. */
+  observer?: DatabaseObserver;
   private readonly logger: Logger;
   /** Each new connection's credentials: secret and certificate files read again when they change, password providers (credentials/). */
   private readonly credentials: ConnectionCredentials;
@@ -88,12 +91,16 @@ export class DatabasePool {
     const credentials = (this.credentials = new ConnectionCredentials(config, this.logger));
     const connect = (client: pg.Client) => {
       const plan = this.connectPlan();
-      return credentials
+      const connecting = credentials
         .prepare(client)
         .then(() => connectToTarget(client, plan))
         .catch((error: unknown) => {
           throw credentials.explain(error, client);
         });
+      const observer = this.observer;
+      if (!observer) return connecting;
+      const started = performance.now();
+      return connecting.then((state) => (observer.connectionCreated(performance.now() - started), state));
     };
     // Each connection gets the full client config and a permanent error listener (an 'error' on a
     // checked-out client with no listener would otherwise crash the process), and connects as libpq
@@ -174,6 +181,11 @@ export class DatabasePool {
     const client = await this.acquire();
     try {
       return await fn(client);
+    } catch (error) {
+      // Ended by the server (57P01: its socket may not have closed yet), or left mid-statement by `fn`:
+      // never handed to the next caller.
+      this.discardIfBroken(client, error);
+      throw error;
     } finally {
       this.release(client);
     }
@@ -183,17 +195,24 @@ export class DatabasePool {
   async acquire(): Promise<pg.PoolClient> {
     if (this.closing) throw new ShuttingDownError();
     this.inFlight++;
+    const observer = this.observer;
+    const started = observer ? performance.now() : 0;
     try {
-      return await this.pool.connect();
-    } catch (refused) {
+      let client: pg.PoolClient;
       try {
+        client = await this.pool.connect();
+      } catch (refused) {
         // A password refused (28P01) just after a rotation: the secret file is read again, and if it now holds another one, tried once more.
-        if (await this.credentials.renewedAfterRejection(refused)) return await this.pool.connect();
-        throw refused;
-      } catch (error) {
-        this.settle();
-        throw this.mapError(error);
+        if (!(await this.credentials.renewedAfterRejection(refused))) throw refused;
+        client = await this.pool.connect();
       }
+      observer?.acquired(performance.now() - started);
+      return client;
+    } catch (error) {
+      this.settle();
+      const mapped = this.mapError(error);
+      if (mapped.code === 'DB_POOL_EXHAUSTED') observer?.acquireTimedOut();
+      throw mapped;
     }
   }
 
@@ -341,6 +360,7 @@ export class DatabasePool {
     await promiseTimeout(remainingMs(), this.pool.end()).catch(() =>
       this.logger.warn('The pool did not end in time: a connection taken from the raw Pool was never released'),
     );
+    this.observer?.close();
   }
 
   private closeAllConnections(): void {

@@ -44,6 +44,7 @@ export class DatabaseService extends Queryable {
     this.logger = new Logger(db.config.name ? `SecureDatabase:${db.config.name}` : 'SecureDatabase');
     this.statements = new StatementCache(db.config.statementCacheSize);
     this.pipelineWrites = db.config.pipelining === true;
+    db.observer?.watchStatementCache(this.statements);
     if (db.config.pipelining) db.reportPipeline((this.pipeline = new PipelinedRunner(db)));
   }
 
@@ -69,7 +70,8 @@ export class DatabaseService extends Queryable {
     // The settings ahead of the statement, in its round trip and implicit transaction.
     const settingsStatement = this.settingsInUse.statement(shape.settings);
     if (!settingsStatement) return this.runAutocommit(text, values, shape, facts.read);
-    const result = await this.runAutocommit(text, values, { ...shape, settingsStatement }, facts.read);
+    shape.settingsStatement = settingsStatement; // the call's own shape (query events read its route)
+    const result = await this.runAutocommit(text, values, shape, facts.read);
     this.settingsInUse.remember(shape.settings);
     return result;
   }

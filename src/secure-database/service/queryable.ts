@@ -9,6 +9,7 @@ import { type StatementCache, type StatementName, statementCacheFailure } from '
 import { type RowOptions, type SchemaOutput, rowSchemaOf, validateRow, validateRows } from './row-schema.js';
 import { statementFacts } from './statement-facts.js';
 import { SqlFragment } from './sql.js';
+import type { StatementRoute } from '../observability/query-event.js';
 
 /** A row as node-postgres returns it: column name → parsed value. */
 export type Row = Record<string, unknown>;
@@ -48,8 +49,8 @@ export interface StreamOptions extends RowOptions, CallOptions {
   batchSize?: number;
 }
 
-/** What a statement's caller keeps of its result. */
-export interface ResultShape {
+/** What a statement's caller keeps of its result; the path that sends it notes how (pipelined, cached) for query events. */
+export interface ResultShape extends StatementRoute {
   rowMode?: 'array';
   /** Most rows to keep (more is a ResultTooLargeError); 0 keeps none, only the row count. */
   maxRows: number;
@@ -84,6 +85,19 @@ export abstract class Queryable {
   /** Where a call runs: this handle, or (for the service, inside its transaction callback) the transaction's handle. */
   protected runner(): Queryable {
     return this;
+  }
+
+  /** Statements through this handle run inside transaction() (query events' inTransaction). */
+  protected get inTransaction(): boolean {
+    return false;
+  }
+
+  /** Every buffered statement goes through here: run where it belongs, reported to the pool's observer if it has one. */
+  private runObserved(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+    const runner = this.runner();
+    const observer = runner.db.observer;
+    if (observer === undefined) return runner.run(text, values, shape);
+    return observer.statement(text, shape, runner.inTransaction, () => runner.run(text, values, shape));
   }
 
   /** Rows, row count, command tag and fields. With `{ schema }`, rows validated and typed by it. */
@@ -152,7 +166,7 @@ export abstract class Queryable {
   execute(text: string, params?: readonly unknown[], options?: CallOptions): Promise<number>;
   async execute(query: QueryInput, ...rest: unknown[]): Promise<number> {
     const { text, values, options } = statementOf(query, rest);
-    return (await this.runner().run(text, values, { maxRows: 0, ...callOf(options) })).rowCount ?? 0;
+    return (await this.runObserved(text, values, { maxRows: 0, ...callOf(options) })).rowCount ?? 0;
   }
 
   /**
@@ -184,7 +198,10 @@ export abstract class Queryable {
     if (batchSize > maxRows) {
       throw new InvalidQueryError(`batchSize must be at most ${maxRows}, the module's maxRows (DATABASE_MAX_ROWS), since each batch is held in memory: lower batchSize or raise DATABASE_MAX_ROWS`);
     }
-    const rows = this.runner().streamRows<R>(text, values, batchSize, callOf(options));
+    const runner = this.runner();
+    const observer = runner.db.observer;
+    const read = runner.streamRows<R>(text, values, batchSize, callOf(options));
+    const rows = observer === undefined ? read : observer.stream(text, runner.inTransaction, read);
     return schema ? this.validated(rows, schema) : rows;
   }
 
@@ -199,7 +216,7 @@ export abstract class Queryable {
     const maxRows = (options as QueryOptions).maxRows ?? this.db.config.maxRows;
     if (!(Number.isInteger(maxRows) && maxRows > 0) && maxRows !== Infinity) throw new InvalidQueryError('maxRows must be a whole number, at least 1, or Infinity');
     const schema = rowSchemaOf(options as RowOptions);
-    const result = await this.runner().run(text, values, { rowMode, maxRows, ...callOf(options) });
+    const result = await this.runObserved(text, values, { rowMode, maxRows, ...callOf(options) });
     if (schema) result.rows = (await validateRows(schema, result.rows, this.db.config.verboseErrors)) as Row[];
     return result;
   }
@@ -268,11 +285,12 @@ export function runStatement(
  * then Bind/Execute only). When the server says a named statement cannot be used (it never ran
  * then), it is retried once: re-prepared when its plan went stale after a schema change, unnamed
  * when the server does not keep the session's statements. Not for transactions: an error there
- * aborts the transaction, so they send their statements unnamed.
+ * aborts the transaction, which is rerun whole instead (ScopedConnection, with the same cache).
  */
 export async function runCached(client: pg.ClientBase, cache: StatementCache, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
   const named = cache.nameFor(client, text);
   if (!named) return runStatement(client, text, values, shape);
+  shape.cached = named.parsed === true;
   try {
     return await runStatement(client, text, values, shape, undefined, named);
   } catch (error) {
@@ -282,9 +300,11 @@ export async function runCached(client: pg.ClientBase, cache: StatementCache, te
     if (failure === 'stale') {
       // Closed and parsed again under the same name, in one write; the cache stays on.
       const again = cache.nameFor(client, text)!;
+      shape.cached = false;
       return runStatement(client, text, values, shape, undefined, { ...again, evict: [named.name, ...(again.evict ?? [])] });
     }
     cache.distrust(client);
+    shape.cached = false;
     return runStatement(client, text, values, shape);
   }
 }

@@ -95,6 +95,10 @@ export class ScopedConnection extends Queryable {
     return this.state.sessionChanged;
   }
 
+  protected override get inTransaction(): boolean {
+    return this.scope === 'transaction';
+  }
+
   /** @internal A nested transaction's work could not be undone: the transaction must roll back. */
   get doomed(): boolean {
     return this.state.doomed;
@@ -141,6 +145,7 @@ export class ScopedConnection extends Queryable {
     const named = statements?.nameFor(client, text);
     const running = runStatement(client, text, values, shape, this.takeBegin(), named);
     if (!named) return running;
+    shape.cached = named.parsed === true;
     return running.catch((error: unknown) => {
       const failure = statementCacheFailure(error);
       if (failure !== undefined) {

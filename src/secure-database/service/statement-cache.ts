@@ -48,6 +48,8 @@ export interface PreparedStatement {
 /** What a statement is sent under on one connection. */
 export interface StatementName {
   name: string;
+  /** The connection has it parsed already (a hit: Bind/Execute only). */
+  parsed?: boolean;
   /** Statements to close first (the connection's least recently used ones, or a stale one), in the same write. */
   evict?: string[];
   /** The connection's entry for this name (its kept row description), absent for a one-off name. */
@@ -75,6 +77,10 @@ export class StatementCache {
   private readonly perConnection = new WeakMap<pg.ClientBase, { names: Map<string, PreparedStatement>; length: number; closing?: string[] }>();
   private disabled: boolean;
   private distrusted = 0;
+  /** Statements sent under a name their connection had parsed already (for metrics). */
+  hits = 0;
+  /** Statements closed to keep a connection within capacity or its text budget (for metrics). */
+  evictions = 0;
 
   constructor(private readonly capacity: number) {
     this.disabled = capacity === 0;
@@ -95,12 +101,13 @@ export class StatementCache {
     used.closing = undefined;
     let prepared = used.names.get(name);
     if (prepared) {
+      this.hits++;
       // Most recently used last; already within budget, so nothing else to evict.
       if (used.names.size > 1) {
         used.names.delete(name);
         used.names.set(name, prepared);
       }
-      return evict ? { name, evict, prepared } : { name, prepared };
+      return evict ? { name, parsed: true, evict, prepared } : { name, parsed: true, prepared };
     }
     prepared = { name, length: text.length };
     used.names.set(name, prepared);
@@ -111,8 +118,9 @@ export class StatementCache {
       used.length -= oldest.length;
       this.forgetParsed(client, oldest.name);
       (evict ??= []).push(oldest.name);
+      this.evictions++;
     }
-    return evict ? { name, evict, prepared } : { name, prepared };
+    return evict ? { name, parsed: false, evict, prepared } : { name, parsed: false, prepared };
   }
 
   /** The connection's statements are gone (DISCARD ALL, DEALLOCATE) or in doubt: parse again next time. */
