@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ARM_TITLES, type ArmKey, type ConnectionCostResult, runConnectionCost } from './scenarios/connection-cost.scenario.js';
 import { type BoundedResults, runBoundedResults } from './scenarios/bounded-results.scenario.js';
+import { type CopyResults, runCopy } from './scenarios/copy.scenario.js';
 import { type MemoryResult, runMemory } from './scenarios/memory.scenario.js';
 import { type ObserverCost, runObserverCost } from './scenarios/observability.scenario.js';
 import { type PoolerResults, runPooler } from './scenarios/pooler.scenario.js';
@@ -31,6 +32,7 @@ interface Results {
   memory?: MemoryResult;
   recovery?: RecoveryResult;
   bounded?: BoundedResults;
+  copy?: CopyResults;
   pooler?: PoolerResults;
   settings?: ThroughputResult[];
   observer?: ObserverCost[];
@@ -69,6 +71,7 @@ async function runScenarios(bench: BenchDatabase, options: BenchOptions, report:
     if (options.only.has('memory')) results.memory = await runMemory(service.service, options, report);
     if (options.only.has('recovery')) results.recovery = await runRecovery(target, service.service, rawPg.pool, options, report);
     if (options.only.has('bounded')) results.bounded = await runBoundedResults(target, options, report);
+    if (options.only.has('copy')) results.copy = await runCopy(target, options, report);
     if (options.only.has('pooler')) results.pooler = await runPooler(bench, options, report);
     if (options.only.has('settings')) results.settings = await runSettings(bench, options, report);
     if (options.only.has('observability')) results.observer = await runObserverCost(report);
@@ -143,6 +146,15 @@ function printSummary(results: Results, options: BenchOptions, machine: string[]
     report.table(
       [`Memory, DatabaseService, ${whole(m.queries)} queries`, 'after warm-up MB', 'after the queries MB', 'delta MB'],
       (['heapUsed', 'rss'] as const).map((k) => [k, mb(m.before[k]), mb(m.after[k]), mb(m.after[k] - m.before[k])]),
+    );
+    report.line();
+  }
+  const copied = results.copy;
+  if (copied) {
+    const copyFrom = copied.writers.find((w) => w.writer === 'service-copyFrom')!;
+    report.table(
+      [`Writing ${whole(copied.rows)} rows (own process each)`, 'rows/s (median)', 'copyFrom vs this', 'client CPU µs/row', 'RSS at start MB', 'peak RSS MB (max)', 'RSS growth MB (max)'],
+      copied.writers.map((w) => [w.writer, whole(w.rowsPerSec), ratio(copyFrom.rowsPerSec / w.rowsPerSec), fixed(w.cpuUsPerRow, 2), fixed(w.rssAtStartMb, 0), fixed(w.peakRssMb, 0), fixed(w.rssGrowthMb, 0)]),
     );
     report.line();
   }

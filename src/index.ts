@@ -34,6 +34,12 @@ export type { ScopedConnection } from './secure-database/service/scoped-connecti
 export { DEFAULT_TRANSACTION_RETRIES, type TransactionOptions, type IsolationLevel } from './secure-database/service/transaction-options.js';
 export { Transactional, type TransactionalOptions } from './secure-database/service/transactional.js';
 export { DatabaseHealthIndicator, type DatabasePingOptions } from './secure-database/health/database.health.js';
+export { ListenerHealthIndicator, type ListenerCheckOptions } from './secure-database/health/listener.health.js';
+export type { ListenerStats } from './secure-database/pool/database-pool.js';
+export type { Notification, NotificationHandler, ListenOptions, ListenerReconnected, Subscription } from './secure-database/listen/notification-listener.js';
+export type { CopyRows, CopyFromOptions } from './secure-database/copy/copy-from.js';
+export type { CopyTable } from './secure-database/copy/copy-statement.js';
+export type { CopyRow, CopyToOptions } from './secure-database/copy/copy-to.js';
 export {
   DATABASE_EXCEPTION_FILTER_OPTIONS,
   DatabaseExceptionFilter,

@@ -44,7 +44,8 @@ export interface BoundedResults {
   demo: DemoLoadResult[];
 }
 
-async function seed(target: BenchTarget, ...statements: string[]): Promise<void> {
+/** Runs `statements` in order on a raw connection of their own (seeding, truncating). */
+export async function seed(target: BenchTarget, ...statements: string[]): Promise<void> {
   const client = new pg.Client(target.rawPg);
   await client.connect();
   try {

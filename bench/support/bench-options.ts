@@ -19,16 +19,18 @@ export interface BenchOptions {
   streamRows: number;
   /** Users in the demo's table for the bounded-results scenario. */
   demoUsers: number;
-  /** Scenarios to run: select, insert, connect, memory, recovery, bounded, pooler, observability (with select: observed service contenders too). */
+  /** Rows each writer of the copy scenario writes. */
+  copyRows: number;
+  /** Scenarios to run: select, insert, connect, memory, recovery, bounded, pooler, observability (with select: observed service contenders too), copy. */
   only: Set<string>;
   /** Where the raw output goes; `-` for nowhere. */
   resultsDir: string;
 }
 
-export const SCENARIOS = ['select', 'insert', 'connect', 'memory', 'recovery', 'bounded', 'pooler', 'settings', 'observability'] as const;
+export const SCENARIOS = ['select', 'insert', 'connect', 'memory', 'recovery', 'bounded', 'pooler', 'settings', 'observability', 'copy'] as const;
 
-const FULL = { rounds: 5, selectOps: 5_000, insertOps: 2_000, warmupOps: 300, connectSamples: 40, recoveryRounds: 3, memoryQueries: 200_000, streamRows: 1_000_000, demoUsers: 300_000 };
-const QUICK = { rounds: 2, selectOps: 1_500, insertOps: 600, warmupOps: 100, connectSamples: 12, recoveryRounds: 1, memoryQueries: 25_000, streamRows: 200_000, demoUsers: 60_000 };
+const FULL = { rounds: 5, selectOps: 5_000, insertOps: 2_000, warmupOps: 300, connectSamples: 40, recoveryRounds: 3, memoryQueries: 200_000, streamRows: 1_000_000, demoUsers: 300_000, copyRows: 1_000_000 };
+const QUICK = { rounds: 2, selectOps: 1_500, insertOps: 600, warmupOps: 100, connectSamples: 12, recoveryRounds: 1, memoryQueries: 25_000, streamRows: 200_000, demoUsers: 60_000, copyRows: 200_000 };
 
 function argValue(argv: string[], name: string): string | undefined {
   const prefix = `--${name}=`;
@@ -64,6 +66,7 @@ export function readBenchOptions(argv = process.argv.slice(2), env = process.env
     memoryQueries: pick('memory-queries', 'BENCH_MEMORY_QUERIES', base.memoryQueries),
     streamRows: pick('stream-rows', 'BENCH_STREAM_ROWS', base.streamRows),
     demoUsers: pick('demo-users', 'BENCH_DEMO_USERS', base.demoUsers),
+    copyRows: pick('copy-rows', 'BENCH_COPY_ROWS', base.copyRows),
     only,
     resultsDir: argValue(argv, 'results-dir') ?? env.BENCH_RESULTS_DIR ?? 'bench/results',
   };

@@ -64,11 +64,36 @@ export function pipeliningSentence(records: FigureRecord[]): string {
   );
 }
 
-/** The README sections whose figures are generated from a kept results file, each with its heading as the README spells it. */
-export function readmeSentences(records: FigureRecord[]): Array<{ section: string; heading: string; make: () => string }> {
+/** The README's high-availability figures ("High availability: …"), from test/ha/pg-auto-failover.e2e-spec.ts. */
+export function highAvailabilitySentence(records: FigureRecord[]): string {
+  const planned = valuesOf(records, 'pg_auto_failover: planned failover');
+  const postgres = valuesOf(records, "pg_auto_failover: primary's postgres killed");
+  const node = valuesOf(records, "pg_auto_failover: primary's node killed");
+  const monitor = valuesOf(records, 'pg_auto_failover: monitor down');
+  const all = valuesOf(records, 'pg_auto_failover: every data node down, then back');
+  return (
+    `Planned \`pg_autoctl perform failover\` (returned after ${planned.ms('performFailoverMs')}): ${planned.n('lostAcknowledgedWrites')} of ${planned.n('acknowledgedWrites')} acknowledged writes lost, ` +
+    `no write acknowledged for at most ${planned.ms('longestWriteGapMs')}, ${planned.n('failedWrites')} writes failed fast with ${planned.oneOf('failedCodes')}, the slowest call took ${planned.ms('slowestCallMs')}. ` +
+    `Primary's postgres SIGKILLed (its keeper restarted it in place): ${postgres.n('lostAcknowledgedWrites')} of ${postgres.n('acknowledgedWrites')} lost, ` +
+    `first write ${postgres.ms('resumedAfterFaultMs')} after the kill, ${postgres.n('failedWrites')} failed, the slowest call took ${postgres.ms('slowestCallMs')}. ` +
+    `Primary's node killed (the monitor promoted a standby by itself): ${node.n('lostAcknowledgedWrites')} of ${node.n('acknowledgedWrites')} lost, ` +
+    `first write ${node.ms('resumedAfterFaultMs')} after the kill, ${node.n('failedWrites')} failed fast with ${node.oneOf('failedCodes')}, the slowest call took ${node.ms('slowestCallMs')}. ` +
+    `Monitor down: ${monitor.n('writes')} writes, ${monitor.n('failedWrites')} failed. ` +
+    `Every data node stopped: 503s and health down; the first write ${all.ms('resumedAfterRestartMs')} after the nodes were started again (${runsNote(planned.runs)}).`
+  );
+}
+
+/** The README sections whose figures are generated from a kept results file (of `set`), each with its heading as the README spells it. */
+export function readmeSentences(records: FigureRecord[]): Array<{ section: string; heading: string; set: 'resilience' | 'ha'; make: () => string }> {
   return [
-    { section: 'Primary failover', heading: '### Primary failover: host lists and `target_session_attrs`', make: () => failoverSentence(records) },
-    { section: 'Rotating a password without a restart', heading: '### Rotating a password without a restart', make: () => rotationSentence(records) },
-    { section: 'Throughput: statement cache and pipelining', heading: '### Throughput: statement cache and pipelining', make: () => pipeliningSentence(records) },
+    { section: 'Primary failover', heading: '### Primary failover: host lists and `target_session_attrs`', set: 'resilience', make: () => failoverSentence(records) },
+    { section: 'Rotating a password without a restart', heading: '### Rotating a password without a restart', set: 'resilience', make: () => rotationSentence(records) },
+    { section: 'Throughput: statement cache and pipelining', heading: '### Throughput: statement cache and pipelining', set: 'resilience', make: () => pipeliningSentence(records) },
+    {
+      section: 'High availability',
+      heading: '### High availability: pg_auto_failover, Patroni, managed HA endpoints',
+      set: 'ha',
+      make: () => highAvailabilitySentence(records),
+    },
   ];
 }

@@ -1,20 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
-import { DatabaseService, SecureDatabaseError, sql } from '../../src/index.js';
+import { DatabaseService } from '../../src/index.js';
 import { createHealthApp } from '../health/health-app.js';
 import { ms, reportFigure } from '../resilience/figures.js';
+import { startContinuousWrites } from '../support/continuous-writes.js';
 import { type ReplicationPair, startReplicationPair } from '../support/replication-pair.js';
 
 const WRITERS = 4;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-interface Attempt {
-  id: number;
-  startedAt: number;
-  endedAt: number;
-  code?: string;
-}
 
 /**
  * The app writes continuously through a two-host URL with target_session_attrs=read-write; the
@@ -56,24 +50,8 @@ describe('primary failover under continuous writes', () => {
   });
 
   it('0 acknowledged writes lost, writes resume within 5 s, nothing hangs, health shows the new primary', async () => {
-    const db = app.get(DatabaseService);
-    const attempts: Attempt[] = [];
-    let nextId = 1;
-    let stop = false;
-    const writer = async (n: number) => {
-      while (!stop) {
-        const attempt: Attempt = { id: nextId++, startedAt: performance.now(), endedAt: 0 };
-        try {
-          await db.execute(sql`INSERT INTO writes (id, writer) VALUES (${attempt.id}, ${n})`);
-        } catch (error) {
-          attempt.code = error instanceof SecureDatabaseError ? error.code : String(error);
-        }
-        attempt.endedAt = performance.now();
-        attempts.push(attempt);
-        await sleep(attempt.code ? 20 : 2);
-      }
-    };
-    const writers = Array.from({ length: WRITERS }, (_, n) => writer(n));
+    const writes = startContinuousWrites(app.get(DatabaseService), WRITERS);
+    const { attempts } = writes;
 
     await sleep(1000);
     await pair.primary.stop('immediate');
@@ -81,14 +59,9 @@ describe('primary failover under continuous writes', () => {
     const crashAt = performance.now();
     await pair.standby.promote();
     const promotedAt = performance.now();
-    let resumedAt: number | undefined;
-    for (let waited = 0; resumedAt === undefined && waited < 10_000; waited += 25) {
-      resumedAt = attempts.find((a) => !a.code && a.startedAt > crashAt)?.endedAt;
-      if (resumedAt === undefined) await sleep(25);
-    }
+    const resumedAt = await writes.resumedAfter(crashAt, 10_000);
     await sleep(1000);
-    stop = true;
-    const finished = await Promise.race([Promise.all(writers).then(() => true), sleep(10_000).then(() => false)]);
+    const finished = await writes.stop();
 
     const acknowledged = attempts.filter((a) => !a.code).map((a) => a.id);
     const failed = attempts.filter((a) => a.code);

@@ -5,5 +5,6 @@ export * from './query.errors.js';
 export * from './pooler.errors.js';
 export * from './stream.errors.js';
 export * from './cancellation.errors.js';
+export * from './copy.errors.js';
 export { toDatabaseError, isConnectionUnusable } from './to-database-error.js';
 export { startupFailureHint } from './startup-failure-hint.js';

@@ -33,6 +33,15 @@ export interface PipelineStats {
   depth: number;
 }
 
+/** The dedicated LISTEN connection of a DatabaseService (listen/), for stats() and health. */
+export interface ListenerStats {
+  state: 'listening' | 'connecting' | 'reconnecting' | 'closed';
+  /** Channels LISTENed to (or to be, once reconnected). */
+  channels: number;
+  /** Times the connection was lost and opened again. */
+  reconnects: number;
+}
+
 export interface DatabasePoolStats {
   /** Open connections (idle + in use). */
   total: number;
@@ -46,6 +55,8 @@ export interface DatabasePoolStats {
   tlsAssertionsFailed: number;
   /** With pipelining on: connections shared by several callers now, statements in flight on them, the deepest. */
   pipeline?: PipelineStats;
+  /** Once db.listen() was called: its dedicated connection (not counted in total). */
+  listener?: ListenerStats;
 }
 
 /**
@@ -82,6 +93,11 @@ export class DatabasePool {
   private deadlineTimer?: NodeJS.Timeout;
   private closing?: Promise<void>;
   private assertions = { passed: 0, failed: 0 };
+  /** The connection class every pooled connection is made of (the TLS assertion, credentials, failover). */
+  private readonly Client: new () => pg.Client;
+  /** Resources that live beside the pool (the notification listener): closed by close(), before the pool ends. */
+  private readonly companions = new Set<{ close(): Promise<void> }>();
+  private listenerStats?: () => ListenerStats;
 
   constructor(readonly config: ResolvedDatabaseConfig) {
     this.logger = new Logger(config.name ? `SecureDatabase:${config.name}` : 'SecureDatabase');
@@ -123,6 +139,7 @@ export class DatabasePool {
         connecting.then(() => callback(undefined as unknown as Error), callback);
       }
     }
+    this.Client = SecureClient;
     this.pool = new pg.Pool({
       Client: SecureClient,
       max: config.pool.max,
@@ -162,7 +179,47 @@ export class DatabasePool {
       tlsAssertionsPassed: this.assertions.passed,
       tlsAssertionsFailed: this.assertions.failed,
       ...(this.pipeline ? { pipeline: this.pipeline.stats() } : {}),
+      ...(this.listenerStats ? { listener: this.listenerStats() } : {}),
     };
+  }
+
+  /**
+   * A connection outside the pool (it never counts against max nor goes back to it), for work that
+   * holds one for the app's life (the notification listener), made exactly as pooled ones are:
+   * credentials (a rotated password tried again once), host list and target_session_attrs, the TLS
+   * assertion. Its owner ends it; close() runs `companion.close()` first, and the shutdown deadline
+   * destroys it with the pool's.
+   */
+  async openDedicatedConnection(): Promise<pg.Client> {
+    if (this.closing) throw new ShuttingDownError();
+    const open = async () => {
+      const client = new this.Client();
+      try {
+        await client.connect();
+      } catch (error) {
+        // Its socket may still be open (an assertion that failed): never leave it behind.
+        (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+        throw error;
+      }
+      return client;
+    };
+    try {
+      const client = await open().catch(async (error: unknown) => {
+        if (await this.credentials.renewedAfterRejection(error)) return open();
+        throw error;
+      });
+      this.open.add(client);
+      client.once('end', () => this.open.delete(client));
+      return client;
+    } catch (error) {
+      throw this.mapError(error);
+    }
+  }
+
+  /** Registers what close() closes before the pool ends (and what reports in stats() as the listener). */
+  addCompanion(companion: { close(): Promise<void> }, listenerStats?: () => ListenerStats): void {
+    this.companions.add(companion);
+    if (listenerStats) this.listenerStats = listenerStats;
   }
 
   /** Maps a driver error to the library's typed error with this module's verbosity. */
@@ -345,7 +402,7 @@ export class DatabasePool {
    */
   close(): Promise<void> {
     this.beginShutdown();
-    this.closing ??= Promise.all([this.drain(), this.direct?.close()]).then(() => undefined);
+    this.closing ??= Promise.all([...[...this.companions].map((companion) => companion.close()), this.drain(), this.direct?.close()]).then(() => undefined);
     return this.closing;
   }
 

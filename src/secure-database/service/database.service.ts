@@ -4,10 +4,16 @@ import pg from 'pg';
 import { SessionUnavailableError } from '../errors/pooler.errors.js';
 import { InFailedTransactionError, InvalidQueryError, QueryError } from '../errors/query.errors.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
+import { type CopyFromOptions, type CopyRows, copyFromPool } from '../copy/copy-from.js';
+import type { CopyTable } from '../copy/copy-statement.js';
+import { notifyCall } from '../listen/channel-name.js';
+import { type ListenOptions, NotificationListener, type NotificationHandler, type Subscription } from '../listen/notification-listener.js';
+import { type CopyRow, type CopyToOptions, copyToPool, copyToResult } from '../copy/copy-to.js';
 import type { DatabasePool, DatabasePoolStats } from '../pool/database-pool.js';
 import { type CallOptions, type ResolvedCallOptions, abandonOnAbort, acquireUnlessAborted, beginWithTimeout, callOptionsOf, cancellable, sessionStatementTimeoutSql, throwIfAborted } from './cancellation.js';
 import { cursorRows } from './cursor-rows.js';
 import { PipelinedRunner } from '../pipeline/pipelined-runner.js';
+import type { SqlFragment } from './sql.js';
 import { Queryable, type ResultShape, runCached, runStatement } from './queryable.js';
 import { CONTROL, ScopedConnection } from './scoped-connection.js';
 import { StatementCache } from './statement-cache.js';
@@ -36,6 +42,8 @@ export class DatabaseService extends Queryable {
   /** pipelining true: writes share busy connections too, and calls with a signal (never cancelled on the server then). */
   private readonly pipelineWrites: boolean;
   private readonly resetAfter = (client: pg.PoolClient) => this.resetSession(this.db, client);
+  /** The dedicated LISTEN connection, opened by the first listen() (listen/). */
+  private listener?: NotificationListener;
   /** Setting names given so far: every later statement sets each (empty when not given). */
   private readonly settingsInUse = new SettingsInUse();
 
@@ -317,6 +325,43 @@ export class DatabaseService extends Queryable {
       if (!connection.broken) await this.resetSession(db, client);
       db.release(client);
     }
+  }
+
+  /**
+   * Calls `handler` for each notification on `channel` (exact name, case kept) and resolves once the
+   * server listens. All channels share one dedicated connection, opened through the pool's connect path
+   * and reopened with backoff when lost; `onReconnect` then says notifications may have been missed.
+   * Behind a transaction pooler it needs DATABASE_DIRECT_URL (SessionUnavailableError otherwise).
+   */
+  listen(channel: string, handler: NotificationHandler, options?: ListenOptions): Promise<Subscription> {
+    return (this.listener ??= new NotificationListener(this.db)).listen(channel, handler, options);
+  }
+
+  /** pg_notify(channel, payload) with both bound; joins a transaction callback's transaction (delivered at its COMMIT). */
+  async notify(channel: string, payload?: string): Promise<void> {
+    const [text, values] = notifyCall(channel, payload);
+    await this.execute(text, values);
+  }
+
+  /**
+   * Bulk insert with COPY … FROM STDIN (copy/copy-from.ts): `rows` (arrays of values in `columns`'
+   * order, from any iterable or async iterable) streamed with backpressure, encoded in the text
+   * format; resolves to the row count. Inside a transaction callback it joins that transaction.
+   * A bad value is CopyDataError (400) naming the row; a copy that does not complete discards its
+   * connection and keeps no row.
+   */
+  copyFrom(table: CopyTable, columns: readonly string[], rows: CopyRows, options?: CopyFromOptions): Promise<number> {
+    const joined = joinedTransaction(this.db);
+    return joined ? joined.copyFrom(table, columns, rows, options) : copyFromPool(this.db, table, columns, rows, options);
+  }
+
+  /** COPY (query) TO STDOUT (copy/copy-to.ts): rows of text values, or `{ chunks: true }` the raw bytes; joins a transaction like copyFrom. */
+  copyTo(query: string | SqlFragment, options: CopyToOptions & { chunks: true }): AsyncGenerator<Buffer>;
+  copyTo(query: string | SqlFragment, options?: CopyToOptions): AsyncGenerator<CopyRow>;
+  copyTo(query: string | SqlFragment, options?: CopyToOptions): AsyncGenerator<Buffer> | AsyncGenerator<CopyRow> {
+    const joined = joinedTransaction(this.db);
+    if (joined) return joined.copyTo(query, options);
+    return copyToResult(query, options, (statement, checked) => copyToPool(this.db, statement, checked));
   }
 
   private sessionPool(): DatabasePool {

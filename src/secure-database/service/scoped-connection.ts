@@ -4,7 +4,12 @@ import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
 import type { EnvelopeStatement, StatementEnvelope } from '../pooler/server-settings.js';
-import { type ResolvedCallOptions, cancellable, eitherSignal, refuseInTransaction, throwIfAborted } from './cancellation.js';
+import { copyTimeoutMs } from '../copy/copy-connection.js';
+import { type CopyFromOptions, type CopyRows, copyRowsOn } from '../copy/copy-from.js';
+import { type CopyTable, copyFromStatement } from '../copy/copy-statement.js';
+import { type CopyRow, type CopyToOptions, copyChunksOn, copyToResult } from '../copy/copy-to.js';
+import type { SqlFragment } from './sql.js';
+import { type CallOptions, type ResolvedCallOptions, cancellable, eitherSignal, refuseInTransaction, throwIfAborted } from './cancellation.js';
 import { type BoundStatement, type ResolvedSettings, setConfigStatement } from '../settings/database-settings.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
@@ -134,6 +139,14 @@ export class ScopedConnection extends Queryable {
     return { before: begin, after: [] };
   }
 
+  /** A pending BEGIN sent on its own, for what cannot carry it (a cursor, COPY). */
+  private async openTransaction(): Promise<void> {
+    const begin = this.state.pendingBegin;
+    if (begin === undefined) return;
+    this.state.pendingBegin = undefined;
+    await this.sendPending(begin);
+  }
+
   /** Sends the pending BEGIN on its own (before a cursor, or a savepoint after bound settings). */
   private async sendPending(begin: readonly EnvelopeStatement[]): Promise<void> {
     for (const statement of begin) await this.onClient(this.connection, (client) => (typeof statement === 'string' ? client.query(statement) : client.query(statement.text, statement.values as string[])), false);
@@ -181,12 +194,7 @@ export class ScopedConnection extends Queryable {
     throwIfAborted(signal);
     if (call.timeoutMs !== undefined) throw new InvalidQueryError('timeoutMs cannot be set for one stream on a connection handle: pass it to transaction(fn, { timeoutMs }) or withConnection(fn, { timeoutMs })');
     const client = this.usableClient();
-    // A cursor needs the transaction open first: a pending BEGIN goes out on its own.
-    const begin = this.state.pendingBegin;
-    if (begin !== undefined) {
-      this.state.pendingBegin = undefined;
-      await this.sendPending(begin);
-    }
+    await this.openTransaction(); // a cursor needs the transaction open first
     // A cursor reports no command tag to look at: the text decides (CREATE TABLE … AS runs through one too).
     if (statementFacts(text).sessionText) this.state.sessionChanged = true;
     this.streaming = true;
@@ -207,6 +215,63 @@ export class ScopedConnection extends Queryable {
     } finally {
       this.streaming = false;
     }
+  }
+
+  /** COPY … FROM STDIN on this connection (see DatabaseService.copyFrom); a copy that fails ends the connection, and with it the transaction. */
+  async copyFrom(table: CopyTable, columns: readonly string[], rows: CopyRows, options: CopyFromOptions = {}): Promise<number> {
+    const statement = copyFromStatement(table, columns);
+    const signal = this.copySignal(options);
+    const client = this.usableClient();
+    await this.openTransaction(); // COPY runs in the transaction: its BEGIN first
+    this.streaming = true;
+    try {
+      return await copyRowsOn(this.db, client, statement, columns.length, rows, signal, this.copyTimeoutMs());
+    } catch (error) {
+      this.afterCopyFailure(client, error);
+      throw error;
+    } finally {
+      this.streaming = false;
+    }
+  }
+
+  /** COPY (query) TO STDOUT on this connection (see DatabaseService.copyTo); leaving it before its end ends the connection. */
+  copyTo(query: string | SqlFragment, options: CopyToOptions & { chunks: true }): AsyncGenerator<Buffer>;
+  copyTo(query: string | SqlFragment, options?: CopyToOptions): AsyncGenerator<CopyRow>;
+  copyTo(query: string | SqlFragment, options?: CopyToOptions): AsyncGenerator<Buffer> | AsyncGenerator<CopyRow> {
+    return copyToResult(query, options, (statement, checked) => this.copyChunks(statement, checked));
+  }
+
+  private async *copyChunks(statement: string, options: CopyToOptions): AsyncGenerator<Buffer> {
+    const signal = this.copySignal(options);
+    const client = this.usableClient();
+    await this.openTransaction(); // COPY runs in the transaction: its BEGIN first
+    this.streaming = true;
+    try {
+      yield* copyChunksOn(this.db, client, statement, signal, this.copyTimeoutMs());
+    } catch (error) {
+      this.afterCopyFailure(client, error);
+      throw error;
+    } finally {
+      if (this.db.isUnusable(client)) this.broken = true; // left before its end: the connection was discarded
+      this.streaming = false;
+    }
+  }
+
+  private copySignal(options: CallOptions): AbortSignal | undefined {
+    if (options?.timeoutMs !== undefined) throw new InvalidQueryError('timeoutMs cannot be set for one COPY on a connection handle: pass it to transaction(fn, { timeoutMs }) or withConnection(fn, { timeoutMs })');
+    const signal = eitherSignal(this.signal, options?.signal);
+    throwIfAborted(signal);
+    return signal;
+  }
+
+  /** The transaction's timeoutMs (withConnection's is a session setting the module does not see here), else the module's statement timeout. */
+  private copyTimeoutMs(): number {
+    return copyTimeoutMs(this.db, this.transactionOptions.timeoutMs);
+  }
+
+  private afterCopyFailure(client: pg.PoolClient, error: unknown): void {
+    if (this.db.isUnusable(client)) this.broken = true;
+    if (error instanceof Error && 'code' in error) this.firstError ??= error as SecureDatabaseError;
   }
 
   /**
