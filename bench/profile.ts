@@ -27,6 +27,7 @@ try {
   const { target } = bench;
   const make: Record<string, () => Promise<Contender> | Contender> = {
     service: () => serviceContender(target, poolMax),
+    'service-pipelined': () => serviceContender(target, poolMax, true),
     pg: () => rawPgContender(target, poolMax),
     typeorm: () => typeormContender(target, poolMax),
     'postgres.js': () => postgresJsContender(target, poolMax),

@@ -111,6 +111,23 @@ export async function runThroughput(workload: Workload, contenders: Contender[],
       `  callers ${String(r.callers).padStart(2)} ${r.contender.padEnd(12)} ${whole(r.opsPerSec).padStart(7)} ops/s  ${ratio(r.vsPg)} [${fixed(r.vsPgMin, 3)}–${fixed(r.vsPgMax, 3)}]  p50 ${fixed(r.p50Ms)} ms  p99 ${fixed(r.p99Ms)} ms  client CPU ${fixed(r.cpuUsPerOp, 0)} µs/op (${ratio(r.cpuVsPg)})`,
     );
   }
+  // The issue's yardstick for select: each contender against postgres.js in the same round.
+  if (runners.some((r) => r.key === 'postgres.js')) {
+    report.line();
+    report.line('Against postgres.js (median of the per-round ratios of ops/s and of client CPU per op, [min–max] of ops/s across rounds):');
+    for (const callers of options.callers) {
+      const rival = samples.get(`${callers}/postgres.js`)!;
+      for (const runner of runners) {
+        if (runner.key === 'postgres.js') continue;
+        const own = samples.get(`${callers}/${runner.key}`)!;
+        const ratios = own.map((s, round) => s.opsPerSec / rival[round].opsPerSec);
+        const cpu = median(own.map((s, round) => s.cpuUsPerOp / rival[round].cpuUsPerOp));
+        report.line(
+          `  callers ${String(callers).padStart(3)} ${runner.key.padEnd(17)} ${ratio(median(ratios))} [${fixed(Math.min(...ratios), 3)}–${fixed(Math.max(...ratios), 3)}]  client CPU ${ratio(cpu)}`,
+        );
+      }
+    }
+  }
   report.line();
   return results;
 }

@@ -52,6 +52,7 @@ function observedOptions(): { options: object; close(): Promise<void> } {
 }
 
 /** DatabaseService built by the real module (NestFactory + SecureDatabaseModule.forRoot), as an application gets it. */
+/** `pipelining` true: the documented fastest configuration; false: the module's defaults (reads pipelined), as a user who sets nothing gets them. */
 export async function serviceContender(target: BenchTarget, poolMax: number, pipelining = false, observed = false): Promise<ServiceContender> {
   const observing = observed ? observedOptions() : undefined;
   const app = await NestFactory.createApplicationContext(
@@ -64,7 +65,7 @@ export async function serviceContender(target: BenchTarget, poolMax: number, pip
           poolIdleTimeoutMs: IDLE_TIMEOUT_MS,
           acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
           appEnv: 'production',
-          pipelining,
+          ...(pipelining ? { pipelining } : {}),
           ...observing?.options,
         }),
       ],
@@ -74,7 +75,7 @@ export async function serviceContender(target: BenchTarget, poolMax: number, pip
   const service = app.get(DatabaseService);
   return {
     key: `service${pipelining ? '-pipelined' : ''}${observed ? '-observed' : ''}` as ContenderKey,
-    description: `DatabaseService (SecureDatabaseModule.forRoot, poolMax ${poolMax}${pipelining ? ', pipelining: true' : ''}${observed ? ', onQuery + slowQueryMs + an SDK MeterProvider' : ''}): fetchrow(sql\`…\`) and transaction(tx => tx.execute(sql\`…\`))`,
+    description: `DatabaseService (SecureDatabaseModule.forRoot, poolMax ${poolMax}${pipelining ? ', pipelining: true' : ', default options'}${observed ? ', onQuery + slowQueryMs + an SDK MeterProvider' : ''}): fetchrow(sql\`…\`) and transaction(tx => tx.execute(sql\`…\`))`,
     app,
     service,
     db: app.get<DatabasePool>(getDatabasePoolToken()),

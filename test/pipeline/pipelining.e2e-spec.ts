@@ -216,6 +216,37 @@ describe('pipelining with statements held on the server by a lock', () => {
   });
 });
 
+describe('the default, DATABASE_PIPELINING=reads', () => {
+  it('plain reads share a busy connection; a write and a call with a signal never join it, and every caller gets its own answer', async () => {
+    const applicationName = `pipeline-default-${randomBytes(4).toString('hex')}`;
+    const f = await startService({ poolMax: 1, applicationName, statementTimeoutMs: 60_000, lockTimeoutMs: 60_000 });
+    expect(f.db.stats().pipeline).toEqual({ sharedConnections: 0, pipelined: 0, depth: 0 }); // on with no option set
+    await f.db.execute('CREATE TABLE gate (n int)');
+    await f.db.execute('INSERT INTO gate VALUES (1)');
+    const gate = await ServerGate.close(f.cluster, 'gate');
+    try {
+      // Four reads together on a pool of one: the first takes the connection, the other three join it;
+      // the server runs the first, which waits on the lock, so all four stay in flight.
+      const reads = together(Array.from({ length: 4 }, (_, i) => () => f.db.fetchval<number>(sql`SELECT ${i}::int FROM gate`)));
+      await waitUntilBlocked(f.cluster, { applicationName, marker: 'FROM gate', count: 1 });
+      expect(f.db.stats().pipeline).toEqual({ sharedConnections: 1, pipelined: 4, depth: 4 });
+      // A write, and a read with a signal (its abort must be able to cancel it on the server): they wait for the connection.
+      const controller = new AbortController();
+      const others = together<number>([
+        () => f.db.execute(sql`INSERT INTO gate VALUES (${7})`),
+        () => f.db.fetchval<number>(sql`SELECT ${9}::int AS nine`, { signal: controller.signal }),
+      ]);
+      expect(f.db.stats().pipeline).toEqual({ sharedConnections: 1, pipelined: 4, depth: 4 });
+      await gate.release();
+      expect((await reads).map((r) => (r.status === 'fulfilled' ? r.value : 'failed'))).toEqual([0, 1, 2, 3]);
+      expect((await others).map((r) => (r.status === 'fulfilled' ? r.value : 'failed'))).toEqual([1, 9]);
+    } finally {
+      await gate.release();
+      await f.close();
+    }
+  });
+});
+
 describe('pipelining and health', () => {
   it('readiness reports the pipeline depth: the statements in flight on the shared connection', async () => {
     const applicationName = `pipeline-health-${randomBytes(4).toString('hex')}`;

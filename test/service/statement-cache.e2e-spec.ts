@@ -91,11 +91,91 @@ describe('statement cache', () => {
     expect((await prepared()).map((p) => p.statement)).toContain(later);
   });
 
-  it('statements inside transactions and withConnection are never named', async () => {
+  it('later executions of a cached statement send Bind/Execute only (no Describe) and parse rows with the kept description, in every row mode', async () => {
+    const g = await startService({ poolMax: 1, rowCase: 'camel' });
+    try {
+      await g.db.execute('CREATE TABLE widgets (id int PRIMARY KEY, widget_name text NOT NULL, made_at date)');
+      await g.db.execute(sql`INSERT INTO widgets VALUES (1, 'one', '2026-01-02'), (2, 'two', NULL)`);
+      // Counts the Describe messages the (only) connection writes.
+      const client = await g.databasePool.acquire();
+      const connection = (client as unknown as { connection: { describe(message: unknown): void } }).connection;
+      let describes = 0;
+      const describe = connection.describe.bind(connection);
+      connection.describe = (message) => {
+        describes++;
+        describe(message);
+      };
+      g.databasePool.release(client);
+      const text = 'SELECT id, widget_name, made_at FROM widgets WHERE id = $1';
+      const insert = 'INSERT INTO widgets (id, widget_name) VALUES ($1, $2)';
+      expect(await g.db.fetchrow(text, [1])).toEqual({ id: 1, widgetName: 'one', madeAt: new Date(2026, 0, 2) });
+      await g.db.execute(insert, [3, 'three']);
+      const described = describes;
+      for (let round = 0; round < 3; round++) {
+        // Object rows renamed by rowCase, with the date parser: as the first, described execution.
+        expect(await g.db.fetchrow(text, [1])).toEqual({ id: 1, widgetName: 'one', madeAt: new Date(2026, 0, 2) });
+        expect(await g.db.fetchrow(text, [2])).toEqual({ id: 2, widgetName: 'two', madeAt: null });
+        // Array rows of the same statement (fetchval) are built from the same kept description.
+        expect(await g.db.fetchval(text, [2])).toBe(2);
+        // A statement without rows (NoData) is kept too.
+        expect(await g.db.execute(insert, [10 + round, 'more'])).toBe(1);
+      }
+      expect(await g.db.query(text, [2])).toMatchObject({ rowCount: 1, command: 'SELECT', fields: [{ name: 'id' }, { name: 'widgetName' }, { name: 'madeAt' }] });
+      expect(describes).toBe(described);
+    } finally {
+      await g.close();
+    }
+  });
+
+  it('a column type change under a cached statement with a kept description re-prepares it and parses rows by the new type', async () => {
+    const text = 'SELECT id, name FROM gadgets WHERE id = $1 AND id < 1000';
+    for (let round = 0; round < 2; round++) expect(await f.db.fetchrow(text, [7])).toEqual({ id: 7, name: 'gadget-7' });
+    await f.databasePool.withClient((client) => client.query('ALTER TABLE gadgets ALTER COLUMN id TYPE bigint'));
+    try {
+      // bigint comes back as a string (pg's default parser for int8): the kept int4 parser is not used.
+      for (let round = 0; round < 2; round++) expect(await f.db.fetchrow(text, [7])).toEqual({ id: '7', name: 'gadget-7' });
+    } finally {
+      await f.databasePool.withClient((client) => client.query('ALTER TABLE gadgets ALTER COLUMN id TYPE int'));
+    }
+    expect(await f.db.fetchrow(text, [7])).toEqual({ id: 7, name: 'gadget-7' });
+  });
+
+  it('statements inside withConnection, and inside transactions that may not rerun (retries: 0), are never named', async () => {
     const text = 'SELECT name FROM gadgets WHERE id = $1 AND id > 0';
-    await f.db.transaction((tx) => tx.fetchval(text, [1]));
+    await f.db.transaction((tx) => tx.fetchval(text, [1]), { retries: 0 });
     await f.db.withConnection((c) => c.fetchval(text, [1]));
     expect((await prepared()).map((p) => p.statement)).not.toContain(text);
+  });
+
+  it('statements inside transactions are named; a stale plan there (0A000) reruns the whole transaction once, its statements parsed again', async () => {
+    await f.db.execute('CREATE TABLE parts (id int PRIMARY KEY, name text NOT NULL)');
+    await f.db.execute("INSERT INTO parts VALUES (9, 'part-9')");
+    const text = 'SELECT * FROM parts WHERE id = $1';
+    const write = 'UPDATE parts SET name = $2 WHERE id = $1';
+    const run = async () => {
+      let calls = 0;
+      const row = await f.db.transaction(async (tx) => {
+        calls++;
+        await tx.execute(write, [9, 'part-9']);
+        return tx.fetchrow(text, [9]);
+      });
+      return { calls, row };
+    };
+    expect(await run()).toEqual({ calls: 1, row: { id: 9, name: 'part-9' } });
+    expect(await run()).toEqual({ calls: 1, row: { id: 9, name: 'part-9' } });
+    const named = (await prepared()).filter((p) => p.statement === text || p.statement === write);
+    expect(named.map((p) => [p.statement, p.executions])).toEqual([
+      [write, 2],
+      [text, 2],
+    ]);
+    await f.databasePool.withClient((client) => client.query('ALTER TABLE parts ADD COLUMN weight int'));
+    try {
+      // The SELECT's plan went stale: it fails, the transaction rolls back and runs again, with the new column.
+      expect(await run()).toEqual({ calls: 2, row: { id: 9, name: 'part-9', weight: null } });
+      expect(await run()).toEqual({ calls: 1, row: { id: 9, name: 'part-9', weight: null } });
+    } finally {
+      await f.databasePool.withClient((client) => client.query('ALTER TABLE parts DROP COLUMN weight'));
+    }
   });
 
   it('a name the server has but the client forgot (42P05 on Parse) costs a retry, never a failure', async () => {

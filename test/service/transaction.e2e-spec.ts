@@ -32,6 +32,50 @@ describe('DatabaseService.transaction', () => {
 
   const balances = () => f.db.fetch('SELECT id, balance FROM accounts ORDER BY id');
 
+  /** Round trips `fn` makes on a one-connection service: ReadyForQuery messages the connection receives meanwhile. */
+  async function roundTrips(g: ServiceFixture, fn: () => Promise<unknown>): Promise<number> {
+    const client = await g.databasePool.acquire();
+    const connection = (client as unknown as { connection: NodeJS.EventEmitter }).connection;
+    g.databasePool.release(client);
+    let count = 0;
+    const onReady = () => count++;
+    connection.on('readyForQuery', onReady);
+    try {
+      await fn();
+    } finally {
+      connection.off('readyForQuery', onReady);
+    }
+    return count;
+  }
+
+  it('BEGIN travels with the first statement (one write, no round trip of its own); a transaction that sends nothing sends no BEGIN either', async () => {
+    const g = await startService({ poolMax: 1 });
+    try {
+      await g.db.execute('CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL)');
+      // INSERT with its BEGIN, then COMMIT: two round trips (BEGIN, INSERT, COMMIT would be three).
+      expect(await roundTrips(g, () => g.db.transaction((tx) => tx.execute(sql`INSERT INTO notes VALUES (${1}, ${'one'})`)))).toBe(2);
+      expect(await roundTrips(g, () => g.db.transaction(async () => 'nothing sent'))).toBe(0);
+      // The characteristics asked for are those of the transaction the first statement runs in.
+      const isolation = "SELECT pg_catalog.current_setting('transaction_isolation') || ' ' || pg_catalog.current_setting('transaction_read_only')";
+      expect(await g.db.transaction((tx) => tx.fetchval(isolation), { isolationLevel: 'serializable', readOnly: true })).toBe('serializable on');
+      // A first statement that fails leaves the transaction rolled back, the connection clean, and the next one works.
+      await expect(g.db.transaction((tx) => tx.execute(sql`INSERT INTO notes VALUES (${1}, ${'again'})`))).rejects.toBeInstanceOf(UniqueViolationError);
+      expect(await g.db.transaction(async (tx) => [await tx.execute(sql`INSERT INTO notes VALUES (${2}, ${'two'})`), await tx.fetchval('SELECT count(*)::int FROM notes')])).toEqual([1, 2]);
+      // A savepoint or a stream first: the BEGIN goes ahead of it.
+      expect(await g.db.transaction((tx) => tx.transaction((inner) => inner.fetchval('SELECT count(*)::int FROM notes')))).toBe(2);
+      const streamed: unknown[] = [];
+      await g.db.transaction(async (tx) => {
+        for await (const row of tx.stream('SELECT id FROM notes ORDER BY id')) streamed.push(row);
+      });
+      expect(streamed).toEqual([{ id: 1 }, { id: 2 }]);
+      // Before its BEGIN is sent a per-statement timeout is refused all the same (it would last to the transaction's end).
+      await expect(g.db.transaction((tx) => tx.fetchval('SELECT 1', [], { timeoutMs: 100 }))).rejects.toThrow(/timeoutMs cannot be set for one statement inside a transaction/);
+      expect(checkedOut(g.db)).toBe(0);
+    } finally {
+      await g.close();
+    }
+  });
+
   it('commits what the callback did and resolves to its result', async () => {
     const result = await f.db.transaction(async (tx) => {
       await tx.execute('UPDATE accounts SET balance = balance - 30 WHERE id = 1');

@@ -36,6 +36,16 @@ describe('resolveDatabaseConfig', () => {
     expect(problemsOf(() => resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_ROW_CASE: 'snake' }), {}))).toMatch(/DATABASE_ROW_CASE \(rowCase\) must be one of \[none, camel\]/);
   });
 
+  it('DATABASE_PIPELINING: reads by default, true/false (and on/off, 1/0) from the environment, anything else named', () => {
+    expect(resolveDatabaseConfig({ url: URL_ }, {}).pipelining).toBe('reads');
+    for (const [raw, mode] of [['reads', 'reads'], ['true', true], ['on', true], ['false', false], ['0', false]] as const) {
+      expect(resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_PIPELINING: raw }), {}).pipelining).toBe(mode);
+    }
+    expect(problemsOf(() => resolveDatabaseConfig(readDatabaseEnv({ DATABASE_URL: URL_, DATABASE_PIPELINING: 'writes' }), {}))).toMatch(
+      /DATABASE_PIPELINING \(pipelining\) must be reads \(the default\), true \(reads and writes\) or false/,
+    );
+  });
+
   it('defaults to verify-full against Node CA store, keepalive on, and the documented timeouts', () => {
     const c = resolveDatabaseConfig({ url: URL_ }, {});
     expect(c.tls).toMatchObject({ requestedMode: 'verify-full', mode: 'verify-full', verifiesChain: true, verifiesHostname: true, caSource: 'node-default' });

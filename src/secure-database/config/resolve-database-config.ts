@@ -10,7 +10,7 @@ import type { ServerTimeouts } from '../pooler/server-settings.js';
 import { type TlsPolicy, resolveTlsPolicy } from '../tls/tls-policy.js';
 import { type CloudFacts, defaultApplicationName, detectCloud } from './cloud-platform.js';
 import { type HostPort, parseDatabaseUrl } from './database-url.js';
-import { DATABASE_DEFAULTS, type ValidatedOptions, validateSecureDatabaseOptions } from './secure-database-options.schema.js';
+import { DATABASE_DEFAULTS, type PipeliningMode, type ValidatedOptions, validateSecureDatabaseOptions } from './secure-database-options.schema.js';
 import { typeParsers } from './type-parsers.js';
 import type { RowCase } from './row-case.js';
 
@@ -45,8 +45,11 @@ export interface ResolvedDatabaseConfig {
   startupRetries: number;
   /** Most rows a buffered query may return (per-call option maxRows overrides). */
   maxRows: number;
-  /** DatabaseService pipelines autocommit statements when the pool is saturated (never behind a transaction pooler). */
-  pipelining: boolean;
+  /**
+   * DatabaseService pipelines autocommit statements when the pool is saturated (never behind a
+   * transaction pooler): plain reads (`reads`, the default), reads and writes (true), or none.
+   */
+  pipelining: PipeliningMode;
   /** Prepared statements per connection for autocommit statements; 0 behind a transaction pooler. */
   statementCacheSize: number;
   /** DATABASE_ROW_CASE: camel renames the columns of the query helpers' and streams' rows (service/row-case.ts). */
@@ -214,7 +217,7 @@ export function resolveDatabaseConfig(input: SecureDatabaseModuleOptions, env: N
     pool: { max: options.poolMax, idleTimeoutMs: options.poolIdleTimeoutMs, maxLifetimeSeconds: options.maxLifetimeSeconds },
     startupRetries: options.startupRetries,
     maxRows: options.maxRows,
-    pipelining: options.pipelining && pooler.mode !== 'transaction',
+    pipelining: pooler.mode === 'transaction' ? false : options.pipelining,
     statementCacheSize: pooler.mode === 'transaction' ? 0 : options.statementCacheSize,
     rowCase: options.rowCase,
     migrations: { run: options.migrationsRun, dir: options.migrationsDir },

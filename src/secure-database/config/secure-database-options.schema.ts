@@ -51,6 +51,12 @@ export const DATABASE_ENV_NAMES = {
 /** Options that only code can pass (functions and objects): they have no environment variable. */
 type CodeOnlyOption = 'meterProvider' | 'onQuery';
 
+/**
+ * Which autocommit statements of DatabaseService may share a busy connection (DATABASE_PIPELINING):
+ * `reads` (the default) plain reads only, `true` plain reads and writes, `false` none.
+ */
+export type PipeliningMode = 'reads' | boolean;
+
 export const DATABASE_DEFAULTS = {
   connectTimeoutMs: 5_000,
   statementTimeoutMs: 30_000,
@@ -64,7 +70,7 @@ export const DATABASE_DEFAULTS = {
   shutdownTimeoutMs: 10_000,
   startupRetries: 3,
   maxRows: 10_000,
-  pipelining: false,
+  pipelining: 'reads' as PipeliningMode,
   statementCacheSize: 100,
   sslMinMode: 'require' as MinimumSslMode,
   int8: 'string' as Int8Mode,
@@ -102,7 +108,7 @@ export interface ValidatedOptions {
   startupRetries: number;
   applicationName?: string;
   maxRows: number;
-  pipelining: boolean;
+  pipelining: PipeliningMode;
   statementCacheSize: number;
   pooler?: PoolerMode;
   directUrl?: string;
@@ -180,7 +186,14 @@ export const secureDatabaseOptionsSchema = Joi.object<ValidatedOptions>({
   statementCacheSize: whole('statementCacheSize', 0, 10_000, 'statements')
     .messages({ 'number.min': '{{#label}} must be 0 (off) or more' })
     .default(DATABASE_DEFAULTS.statementCacheSize),
-  pipelining: Joi.boolean().truthy('1', 'yes', 'on').falsy('0', 'no', 'off').default(DATABASE_DEFAULTS.pipelining).label(label('pipelining')),
+  pipelining: Joi.alternatives()
+    .try(Joi.boolean().truthy('1', 'yes', 'on').falsy('0', 'no', 'off'), Joi.string().valid('reads'))
+    .messages({
+      'alternatives.match': '{{#label}} must be reads (the default), true (reads and writes) or false',
+      'alternatives.types': '{{#label}} must be reads (the default), true (reads and writes) or false',
+    })
+    .default(DATABASE_DEFAULTS.pipelining)
+    .label(label('pipelining')),
   pooler: Joi.string().valid(...POOLER_MODES).label(label('pooler')),
   directUrl: Joi.string().label(label('directUrl')),
   readOnly: Joi.boolean().truthy('1', 'yes').falsy('0', 'no').default(false).label(label('readOnly')),

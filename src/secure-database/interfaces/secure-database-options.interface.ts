@@ -87,10 +87,11 @@ export interface SecureDatabaseModuleOptions {
   maxRows?: number | string;
   /**
    * When every pooled connection is busy, DatabaseService pipelines autocommit statements on the
-   * least busy ones instead of queueing them for a free connection (DATABASE_PIPELINING). Off behind
-   * a transaction pooler. Default false.
+   * least busy ones instead of queueing them for a free connection (DATABASE_PIPELINING). `reads`
+   * (the default): plain reads only (a read failed by a lost connection can be retried without being
+   * applied twice); `true`: reads and writes; `false`: never. Off behind a transaction pooler.
    */
-  pipelining?: boolean | string;
+  pipelining?: boolean | 'reads' | string;
   /**
    * Prepared statements DatabaseService keeps per connection for its autocommit statements, so each
    * is parsed and planned once per connection (DATABASE_STATEMENT_CACHE_SIZE). 0 turns it off; always

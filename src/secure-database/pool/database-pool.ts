@@ -255,11 +255,14 @@ export class DatabasePool {
     const observer = this.observer;
     const started = observer ? performance.now() : 0;
     try {
-      // A password refused (28P01) just after a rotation: the secret file is read again, and if it now holds another one, tried once more.
-      const client = await this.pool.connect().catch(async (error: unknown) => {
-        if (await this.credentials.renewedAfterRejection(error)) return this.pool.connect();
-        throw error;
-      });
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (refused) {
+        // A password refused (28P01) just after a rotation: the secret file is read again, and if it now holds another one, tried once more.
+        if (!(await this.credentials.renewedAfterRejection(refused))) throw refused;
+        client = await this.pool.connect();
+      }
       observer?.acquired(performance.now() - started);
       return client;
     } catch (error) {

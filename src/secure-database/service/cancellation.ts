@@ -51,14 +51,18 @@ export interface ResolvedCallOptions {
 // PostgreSQL's statement_timeout is an int in milliseconds.
 const MAX_TIMEOUT_MS = 2_147_483_647;
 
+const NO_CALL_OPTIONS: ResolvedCallOptions = Object.freeze({});
+
 /** The call options in `options` (a validated options object), checked: a clear InvalidQueryError otherwise. */
 export function callOptionsOf(options: object): ResolvedCallOptions {
-  const { signal, timeoutMs } = options as CallOptions;
+  const { signal, timeoutMs, settings: given } = options as CallOptions;
+  // The common call: nothing given, no withSettings around it, nothing to copy.
+  if (signal === undefined && timeoutMs === undefined && given === undefined && ambientSettings() === undefined) return NO_CALL_OPTIONS;
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw new InvalidQueryError('signal must be an AbortSignal');
   if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && timeoutMs >= 1 && timeoutMs <= MAX_TIMEOUT_MS)) {
     throw new InvalidQueryError(`timeoutMs must be a whole number of milliseconds, from 1 to ${MAX_TIMEOUT_MS}`);
   }
-  const settings = mergeSettings(ambientSettings(), resolveSettings((options as CallOptions).settings));
+  const settings = mergeSettings(ambientSettings(), resolveSettings(given));
   return { ...(signal ? { signal } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(settings ? { settings } : {}) };
 }
 
@@ -183,10 +187,11 @@ export function beginWithTimeout(begin: string, timeoutMs: number | undefined): 
 }
 
 /** A per-statement timeout or settings cannot be undone inside a transaction block (SET LOCAL lasts to its end). */
-export function refuseInTransaction(client: pg.ClientBase, shape: { timeoutMs?: number; settingsStatement?: unknown }): void {
+export function refuseInTransaction(client: pg.ClientBase, shape: { timeoutMs?: number; settingsStatement?: unknown }, beginPending = false): void {
   if (shape.timeoutMs === undefined && shape.settingsStatement === undefined) return;
+  // Before a transaction's deferred BEGIN is sent its connection still looks idle.
   const status = (client as { getTransactionStatus?(): string | null }).getTransactionStatus?.();
-  if (status == null || status === 'I') return;
+  if (!beginPending && (status == null || status === 'I')) return;
   if (shape.timeoutMs !== undefined) {
     throw new InvalidQueryError(
       'timeoutMs cannot be set for one statement inside a transaction (it would last until the transaction ends): pass it to transaction(fn, { timeoutMs }), or send SET LOCAL statement_timeout yourself',

@@ -37,8 +37,11 @@ export class DatabaseService extends Queryable {
   private readonly logger: Logger;
   /** Named prepared statements per connection for autocommit statements; none behind a transaction pooler. */
   private readonly statements: StatementCache;
-  /** Autocommit statements pipelined when the pool is saturated (the pipelining option). */
+  /** Autocommit statements pipelined when the pool is saturated (the pipelining option): reads by default. */
   private readonly pipeline?: PipelinedRunner;
+  /** pipelining true: writes share busy connections too, and calls with a signal (never cancelled on the server then). */
+  private readonly pipelineWrites: boolean;
+  private readonly resetAfter = (client: pg.PoolClient) => this.resetSession(this.db, client);
   /** The dedicated LISTEN connection, opened by the first listen() (listen/). */
   private listener?: NotificationListener;
   /** Setting names given so far: every later statement sets each (empty when not given). */
@@ -48,6 +51,7 @@ export class DatabaseService extends Queryable {
     super(db);
     this.logger = new Logger(db.config.name ? `SecureDatabase:${db.config.name}` : 'SecureDatabase');
     this.statements = new StatementCache(db.config.statementCacheSize);
+    this.pipelineWrites = db.config.pipelining === true;
     db.observer?.watchStatementCache(this.statements);
     if (db.config.pipelining) db.reportPipeline((this.pipeline = new PipelinedRunner(db)));
   }
@@ -69,20 +73,25 @@ export class DatabaseService extends Queryable {
 
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.db.guardStatement(text);
-    if (statementFacts(text).transactionControl) throw transactionControlRefused();
+    const facts = statementFacts(text);
+    if (facts.transactionControl) throw transactionControlRefused();
     // The settings ahead of the statement, in its round trip and implicit transaction.
     const settingsStatement = this.settingsInUse.statement(shape.settings);
-    if (settingsStatement) shape = { ...shape, settingsStatement };
-    const result = await this.runAutocommit(text, values, shape);
+    if (!settingsStatement) return this.runAutocommit(text, values, shape, facts.read);
+    shape.settingsStatement = settingsStatement; // the call's own shape (query events read its route)
+    const result = await this.runAutocommit(text, values, shape, facts.read);
     this.settingsInUse.remember(shape.settings);
     return result;
   }
 
-  private async runAutocommit(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+  private async runAutocommit(text: string, values: readonly unknown[] | undefined, shape: ResultShape, read: boolean): Promise<pg.QueryResult> {
     // Behind a transaction pooler: the SET LOCAL timeouts ahead of the statement, in its round trip.
     const envelope = this.db.statementEnvelope;
-    // Pipelined: never cancelled on the server (see CallOptions.signal); the caller is let go at the abort.
-    if (this.pipeline) return abandonOnAbort(this.pipeline.run(text, values, shape, this.statements, (client) => this.resetSession(this.db, client)), shape.signal);
+    if (this.pipeline && (this.pipelineWrites || (read && shape.signal === undefined))) {
+      // Pipelined: never cancelled on the server (see CallOptions.signal); the caller is let go at the abort.
+      // By default (`reads`) a call with a signal keeps its own connection, so its abort cancels on the server.
+      return abandonOnAbort(this.pipeline.run(text, values, shape, this.statements, this.resetAfter), shape.signal);
+    }
     const client = await acquireUnlessAborted(this.db, shape.signal);
     try {
       const result = await cancellable(this.db, client, shape.signal, () =>
@@ -199,28 +208,38 @@ export class DatabaseService extends Queryable {
     if (joined) return joined.transaction(fn, options);
     const plan = planTransaction(options);
     const call = callOptionsOf(options);
-    for (let attempt = 0; ; attempt++) {
+    // Named statements only where a rerun is allowed: one the server cannot use (a stale plan) aborts the transaction.
+    const statements = plan.retries > 0 ? this.statements : undefined;
+    const attempt = { cacheFailed: false };
+    for (let n = 0; ; n++) {
+      attempt.cacheFailed = false;
       try {
-        return await this.transactionAttempt(fn, beginWithTimeout(this.db.beginStatement(plan.begin), call.timeoutMs), options, call);
+        return await this.transactionAttempt(fn, beginWithTimeout(this.db.beginStatement(plan.begin), call.timeoutMs), options, call, statements, attempt);
       } catch (error) {
-        if (attempt >= plan.retries || !isRetryableTransactionError(error)) throw error;
+        if (n >= plan.retries || !(isRetryableTransactionError(error) || attempt.cacheFailed)) throw error;
       }
-      await sleep(retryDelayMs(attempt));
+      // A statement-cache failure is ours, not contention: rerun at once (its statements are parsed again).
+      if (!attempt.cacheFailed) await sleep(retryDelayMs(n));
     }
   }
 
-  private async transactionAttempt<T>(fn: (tx: ScopedConnection) => Promise<T>, begin: string, options: TransactionOptions, call: ResolvedCallOptions): Promise<T> {
+  private async transactionAttempt<T>(
+    fn: (tx: ScopedConnection) => Promise<T>,
+    begin: string,
+    options: TransactionOptions,
+    call: ResolvedCallOptions,
+    statements: StatementCache | undefined,
+    attempt: { cacheFailed: boolean },
+  ): Promise<T> {
     const { signal, settings } = call;
     const client = await acquireUnlessAborted(this.db, signal);
     const tx = new ScopedConnection(this.db, client, 'transaction', options, signal, settings);
+    if (statements) tx.useStatementCache(statements);
     try {
-      await tx[CONTROL](begin);
-      // Every statement of the transaction runs with them (SET LOCAL: they end with it).
+      // BEGIN, and the settings every statement of the transaction runs with (SET LOCAL: they end with it),
+      // are sent with the first statement: one round trip fewer.
       const settingsStatement = this.settingsInUse.statement(settings);
-      if (settingsStatement) {
-        await tx[CONTROL](settingsStatement);
-        this.settingsInUse.remember(settings);
-      }
+      tx.deferBegin(begin, settingsStatement);
       let result: T;
       try {
         result = await runInTransactionScope(this.db, tx, fn);
@@ -238,8 +257,10 @@ export class DatabaseService extends Queryable {
       if (commit.command === 'ROLLBACK') {
         throw tx.firstError ?? new InFailedTransactionError('the transaction had failed and was rolled back instead of committed', { sqlstate: '25P02' });
       }
+      this.settingsInUse.remember(settings); // the server accepted them (they went out with the first statement, if any)
       return result;
     } finally {
+      attempt.cacheFailed = tx.statementCacheFailed;
       tx.end();
       // A SET (not LOCAL) inside the transaction outlives its COMMIT. (Behind a transaction pooler only SET LOCAL gets here.)
       if (tx.sessionChanged && !tx.broken && !this.db.transactionPooled) await this.resetSession(this.db, client);

@@ -256,7 +256,7 @@ function optionsOf(value: unknown): object {
  * committed with the same Sync), so refusing them would report a failure for a change that stands and
  * invite a retry that makes it twice. A write returns all its rows; bound the write itself.
  */
-export async function runStatement(
+export function runStatement(
   client: pg.ClientBase,
   text: string,
   values: readonly unknown[] | undefined,
@@ -265,14 +265,19 @@ export async function runStatement(
   named?: StatementName,
 ): Promise<pg.QueryResult> {
   const { maxRows, rowMode } = shape;
-  refuseInTransaction(client, shape);
-  envelope = withCallTimeout(envelope, shape.timeoutMs);
-  // Last before the caller's statement: nothing between them can change the settings again.
-  if (shape.settingsStatement) envelope = { before: [...(envelope?.before ?? []), shape.settingsStatement], after: envelope?.after ?? [] };
+  if (shape.timeoutMs !== undefined || shape.settingsStatement !== undefined) {
+    try {
+      refuseInTransaction(client, shape);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    envelope = withCallTimeout(envelope, shape.timeoutMs);
+    // Last before the caller's statement: nothing between them can change the settings again.
+    if (shape.settingsStatement) envelope = { before: [...(envelope?.before ?? []), shape.settingsStatement], after: envelope?.after ?? [] };
+  }
+  // Not async: the one promise is the statement's own (queryBounded rejects a result over maxRows itself).
   const limit = maxRows === 0 || maxRows === Infinity || statementFacts(text).write ? 0 : maxRows + 1;
-  const result = await queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope, named);
-  if (limit !== 0 && result.rows.length > maxRows) throw new ResultTooLargeError(maxRows);
-  return result;
+  return queryBounded(client, { text, values: values as unknown[] | undefined, rowMode }, limit, maxRows !== 0, envelope, named);
 }
 
 /**
@@ -280,7 +285,7 @@ export async function runStatement(
  * then Bind/Execute only). When the server says a named statement cannot be used (it never ran
  * then), it is retried once: re-prepared when its plan went stale after a schema change, unnamed
  * when the server does not keep the session's statements. Not for transactions: an error there
- * aborts the transaction, so they send their statements unnamed.
+ * aborts the transaction, which is rerun whole instead (ScopedConnection, with the same cache).
  */
 export async function runCached(client: pg.ClientBase, cache: StatementCache, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
   const named = cache.nameFor(client, text);
@@ -296,7 +301,7 @@ export async function runCached(client: pg.ClientBase, cache: StatementCache, te
       // Closed and parsed again under the same name, in one write; the cache stays on.
       const again = cache.nameFor(client, text)!;
       shape.cached = false;
-      return runStatement(client, text, values, shape, undefined, { name: again.name, evict: [named.name, ...(again.evict ?? [])] });
+      return runStatement(client, text, values, shape, undefined, { ...again, evict: [named.name, ...(again.evict ?? [])] });
     }
     cache.distrust(client);
     shape.cached = false;

@@ -3,15 +3,17 @@ import { InvalidQueryError } from '../errors/query.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable } from '../errors/to-database-error.js';
 import type { DatabasePool } from '../pool/database-pool.js';
+import type { EnvelopeStatement, StatementEnvelope } from '../pooler/server-settings.js';
 import { copyTimeoutMs } from '../copy/copy-connection.js';
 import { type CopyFromOptions, type CopyRows, copyRowsOn } from '../copy/copy-from.js';
 import { type CopyTable, copyFromStatement } from '../copy/copy-statement.js';
 import { type CopyRow, type CopyToOptions, copyChunksOn, copyToResult } from '../copy/copy-to.js';
 import type { SqlFragment } from './sql.js';
-import { type CallOptions, type ResolvedCallOptions, callOptionsOf, cancellable, eitherSignal, throwIfAborted } from './cancellation.js';
+import { type CallOptions, type ResolvedCallOptions, callOptionsOf, cancellable, eitherSignal, refuseInTransaction, throwIfAborted } from './cancellation.js';
 import { type BoundStatement, type ResolvedSettings, setConfigStatement } from '../settings/database-settings.js';
 import { cursorRows } from './cursor-rows.js';
 import { Queryable, type ResultShape, runStatement } from './queryable.js';
+import { type StatementCache, statementCacheFailure } from './statement-cache.js';
 import { changesSession, statementFacts } from './statement-facts.js';
 import { type TransactionOptions, refuseNestedCharacteristics } from './transaction-options.js';
 import { runInTransactionScope } from './transaction-scope.js';
@@ -36,6 +38,20 @@ interface ConnectionState {
   idledOut?: SecureDatabaseError;
   /** The settings the transaction (or the session) was given: its statements all run with them. */
   settings?: ResolvedSettings;
+  /**
+   * The transaction's BEGIN (with its SET LOCALs) and settings statement, not sent yet: they travel in
+   * the same write as the first statement, saving a round trip. Never sent if nothing runs.
+   */
+  pendingBegin?: EnvelopeStatement[];
+  /** The service's statement cache, in a transaction that may rerun (retries > 0): its statements are named. */
+  statements?: StatementCache;
+  /** The server could not use a named statement (stale plan, or a name it does not have): the transaction must rerun. */
+  statementCacheFailed?: boolean;
+}
+
+/** What COMMIT or ROLLBACK of a transaction in which nothing was sent (its BEGIN neither) reports: nothing to end. */
+function nothingBegun(command: string): pg.QueryResult {
+  return { command, rowCount: null, oid: 0, rows: [], fields: [] };
 }
 
 /**
@@ -93,11 +109,78 @@ export class ScopedConnection extends Queryable {
     return this.state.doomed;
   }
 
+  /**
+   * @internal Names this transaction's statements with the service's statement cache (Parse once per
+   * connection, Bind/Execute after, no Describe once described). A named statement the server cannot use
+   * (0A000 after a schema change, 26000/42P05) fails and aborts the transaction: the caller reruns it whole.
+   */
+  useStatementCache(statements: StatementCache): void {
+    if (statements.enabled) this.state.statements = statements;
+  }
+
+  /** @internal A named statement failed as only named ones do: the whole transaction is to be run again. */
+  get statementCacheFailed(): boolean {
+    return this.state.statementCacheFailed === true;
+  }
+
+  /** @internal The transaction's BEGIN goes out with its first statement (or savepoint, stream, COMMIT: see pendingBegin). */
+  deferBegin(begin: string, settingsStatement?: BoundStatement): void {
+    // Module texts joined by `; ` (beginWithTimeout, beginStatement): each is one fixed statement of the envelope.
+    const statements: EnvelopeStatement[] = begin.split('; ');
+    if (settingsStatement) statements.push(settingsStatement);
+    this.state.pendingBegin = statements;
+  }
+
+  /** The pending BEGIN as fixed statements ahead of the caller's, in its write; consumed (sent once). */
+  private takeBegin(): StatementEnvelope | undefined {
+    const begin = this.state.pendingBegin;
+    if (begin === undefined) return undefined;
+    this.state.pendingBegin = undefined;
+    return { before: begin, after: [] };
+  }
+
+  /** A pending BEGIN sent on its own, for what cannot carry it (a cursor, COPY). */
+  private async openTransaction(): Promise<void> {
+    const begin = this.state.pendingBegin;
+    if (begin === undefined) return;
+    this.state.pendingBegin = undefined;
+    await this.sendPending(begin);
+  }
+
+  /** Sends the pending BEGIN on its own (before a cursor, or a savepoint after bound settings). */
+  private async sendPending(begin: readonly EnvelopeStatement[]): Promise<void> {
+    for (const statement of begin) await this.onClient(this.connection, (client) => (typeof statement === 'string' ? client.query(statement) : client.query(statement.text, statement.values as string[])), false);
+  }
+
+  /** One statement, named in a transaction that uses the statement cache; a failure only named statements have is noted. */
+  private sendOn(client: pg.PoolClient, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+    const statements = this.scope === 'transaction' ? this.state.statements : undefined;
+    const named = statements?.nameFor(client, text);
+    const running = runStatement(client, text, values, shape, this.takeBegin(), named);
+    if (!named) return running;
+    shape.cached = named.parsed === true;
+    return running.catch((error: unknown) => {
+      const failure = statementCacheFailure(error);
+      if (failure !== undefined) {
+        if (failure === 'stale') statements!.stale(client, named.name);
+        else statements!.distrust(client);
+        this.state.statementCacheFailed = true; // the transaction reruns whole, whatever the callback does with this error
+      }
+      throw error;
+    });
+  }
+
   protected async run(text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
     this.guard(text);
     shape = this.withSettingsOf(shape);
+    // Before BEGIN is sent the connection still looks idle: a per-statement timeout would last to the transaction's end.
+    if (this.state.pendingBegin !== undefined) refuseInTransaction(this.connection, shape, true);
     const signal = eitherSignal(this.signal, shape.signal);
-    const result = await this.onClient(this.usableClient(), (client) => cancellable(this.db, client, signal, () => runStatement(client, text, values, shape)), true);
+    const result = await this.onClient(
+      this.usableClient(),
+      (client) => cancellable(this.db, client, signal, () => this.sendOn(client, text, values, shape)),
+      true,
+    );
     if (changesSession(text, result.command)) this.state.sessionChanged = true;
     return result;
   }
@@ -111,6 +194,7 @@ export class ScopedConnection extends Queryable {
     throwIfAborted(signal);
     if (call.timeoutMs !== undefined) throw new InvalidQueryError('timeoutMs cannot be set for one stream on a connection handle: pass it to transaction(fn, { timeoutMs }) or withConnection(fn, { timeoutMs })');
     const client = this.usableClient();
+    await this.openTransaction(); // a cursor needs the transaction open first
     // A cursor reports no command tag to look at: the text decides (CREATE TABLE … AS runs through one too).
     if (statementFacts(text).sessionText) this.state.sessionChanged = true;
     this.streaming = true;
@@ -138,6 +222,7 @@ export class ScopedConnection extends Queryable {
     const statement = copyFromStatement(table, columns);
     const signal = this.copySignal(options);
     const client = this.usableClient();
+    await this.openTransaction(); // COPY runs in the transaction: its BEGIN first
     this.streaming = true;
     try {
       return await copyRowsOn(this.db, client, statement, columns.length, rows, signal, this.copyTimeoutMs());
@@ -159,6 +244,7 @@ export class ScopedConnection extends Queryable {
   private async *copyChunks(statement: string, options: CopyToOptions): AsyncGenerator<Buffer> {
     const signal = this.copySignal(options);
     const client = this.usableClient();
+    await this.openTransaction(); // COPY runs in the transaction: its BEGIN first
     this.streaming = true;
     try {
       yield* copyChunksOn(this.db, client, statement, signal, this.copyTimeoutMs());
@@ -272,6 +358,15 @@ export class ScopedConnection extends Queryable {
   [CONTROL](statement: string | BoundStatement): Promise<pg.QueryResult> {
     // After a stream's idle deadline the connection is gone: COMMIT (or anything) reports why.
     if (this.state.idledOut) return Promise.reject(this.state.idledOut);
+    const begin = this.state.pendingBegin;
+    if (begin !== undefined) {
+      this.state.pendingBegin = undefined;
+      // Nothing ran in the transaction: COMMIT and ROLLBACK have nothing to end, so nothing is sent at all.
+      if (statement === 'COMMIT' || statement === 'ROLLBACK') return Promise.resolve(nothingBegun(statement));
+      // SAVEPOINT …: one round trip with the BEGIN when that is module text alone.
+      if (typeof statement === 'string' && begin.every((each) => typeof each === 'string')) statement = `${begin.join('; ')}; ${statement}`;
+      else return this.sendPending(begin).then(() => this[CONTROL](statement));
+    }
     // A bound statement (the module's set_config with the caller's settings) goes over the extended protocol.
     return this.onClient(this.connection, (client) => (typeof statement === 'string' ? client.query(statement) : client.query(statement.text, statement.values as string[])), false);
   }

@@ -22,6 +22,29 @@ interface PgConnectionStatements {
   submittedNamedStatements?: Record<string, string>;
 }
 
+/** pg's row parsing state built from a RowDescription (lib/result.js: fields, _parsers, _prebuiltEmptyResultObject). */
+export interface RowLayout {
+  fields: pg.FieldDef[];
+  parsers: unknown[] | undefined;
+  emptyRow: object | null;
+}
+
+/**
+ * One named statement on one connection, for as long as the connection's cache holds it. Once an
+ * execution described its result (RowDescription, or NoData), later executions send Bind/Execute only
+ * and parse rows with the layout kept here, one per row mode (object rows, maybe renamed by rowCase,
+ * and array rows). Dropped with the name (eviction, DISCARD ALL, a stale plan), so a description
+ * arriving late for a forgotten statement lands on an entry nobody reads any more.
+ */
+export interface PreparedStatement {
+  readonly name: string;
+  readonly length: number;
+  /** The fields the server described, as it sent them (names not renamed); [] for a statement without rows. */
+  described?: readonly pg.FieldDef[];
+  objectRows?: RowLayout;
+  arrayRows?: RowLayout;
+}
+
 /** What a statement is sent under on one connection. */
 export interface StatementName {
   name: string;
@@ -29,6 +52,8 @@ export interface StatementName {
   parsed?: boolean;
   /** Statements to close first (the connection's least recently used ones, or a stale one), in the same write. */
   evict?: string[];
+  /** The connection's entry for this name (its kept row description), absent for a one-off name. */
+  prepared?: PreparedStatement;
 }
 
 /**
@@ -48,8 +73,8 @@ export class StatementCache {
   private readonly prefix = `nsp${randomBytes(6).toString('hex')}_`;
   private readonly memo = new Map<string, string>();
   private memoLength = 0;
-  /** Per connection: name → text length, least recently used first. */
-  private readonly perConnection = new WeakMap<pg.ClientBase, { names: Map<string, number>; length: number }>();
+  /** Per connection: name → its entry, least recently used first. */
+  private readonly perConnection = new WeakMap<pg.ClientBase, { names: Map<string, PreparedStatement>; length: number; closing?: string[] }>();
   private disabled: boolean;
   private distrusted = 0;
   /** Statements sent under a name their connection had parsed already (for metrics). */
@@ -71,23 +96,31 @@ export class StatementCache {
     const name = this.nameOf(text);
     let used = this.perConnection.get(client);
     if (!used) this.perConnection.set(client, (used = { names: new Map(), length: 0 }));
-    const parsed = used.names.delete(name);
-    if (parsed) {
-      used.length -= text.length;
+    // Stale statements still on the server (see stale()): closed in this statement's write.
+    let evict = used.closing;
+    used.closing = undefined;
+    let prepared = used.names.get(name);
+    if (prepared) {
       this.hits++;
+      // Most recently used last; already within budget, so nothing else to evict.
+      if (used.names.size > 1) {
+        used.names.delete(name);
+        used.names.set(name, prepared);
+      }
+      return evict ? { name, parsed: true, evict, prepared } : { name, parsed: true, prepared };
     }
-    used.names.set(name, text.length);
+    prepared = { name, length: text.length };
+    used.names.set(name, prepared);
     used.length += text.length;
-    let evict: string[] | undefined;
     while (used.names.size > this.capacity || used.length > CONNECTION_TEXT_BUDGET) {
-      const [oldest, length] = used.names.entries().next().value as [string, number];
-      used.names.delete(oldest);
-      used.length -= length;
-      this.forgetParsed(client, oldest);
-      (evict ??= []).push(oldest);
+      const oldest = used.names.values().next().value as PreparedStatement;
+      used.names.delete(oldest.name);
+      used.length -= oldest.length;
+      this.forgetParsed(client, oldest.name);
+      (evict ??= []).push(oldest.name);
       this.evictions++;
     }
-    return evict ? { name, parsed, evict } : { name, parsed };
+    return evict ? { name, parsed: false, evict, prepared } : { name, parsed: false, prepared };
   }
 
   /** The connection's statements are gone (DISCARD ALL, DEALLOCATE) or in doubt: parse again next time. */
@@ -98,12 +131,23 @@ export class StatementCache {
       this.perConnection.delete(client);
       return;
     }
-    const length = used?.names.get(name);
-    if (used && length !== undefined) {
+    const prepared = used?.names.get(name);
+    if (used && prepared !== undefined) {
       used.names.delete(name);
-      used.length -= length;
+      used.length -= prepared.length;
     }
     this.forgetParsed(client, name);
+  }
+
+  /**
+   * A statement's plan went stale (0A000) where it cannot be retried at once (inside a transaction, which
+   * the server has aborted): forgotten, and closed on the server in the connection's next named statement's
+   * write, so parsing it again under its name does not collide (42P05).
+   */
+  stale(client: pg.ClientBase, name: string): void {
+    this.forget(client, name);
+    const used = this.perConnection.get(client);
+    if (used) (used.closing ??= []).push(name);
   }
 
   /**

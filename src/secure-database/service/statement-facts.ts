@@ -16,6 +16,11 @@ export interface StatementFacts {
   sessionText: boolean;
   /** INSERT, UPDATE, DELETE, MERGE, or a WITH holding one: its RETURNING rows are not capped (see runStatement). */
   write: boolean;
+  /**
+   * Shareable and not a write by its text (SELECT, VALUES, TABLE, SHOW, a WITH of reads): what shares
+   * a busy connection by default (pipelining `reads`). A function the text calls may still write.
+   */
+  read: boolean;
 }
 
 // Leading words of statements that read or write rows and nothing else (with sessionText false).
@@ -74,10 +79,7 @@ function readFacts(text: string): StatementFacts {
     ((first === 'SELECT' || first === 'WITH') && SELECT_INTO.test(text)) ||
     SESSION_LOCK.test(text) ||
     hasSessionSetConfig(text);
-  return {
-    transactionControl,
-    shareable: PLAIN_LEADERS.has(first) && !sessionText,
-    sessionText,
-    write: WRITE_LEADERS.has(first) || (first === 'WITH' && DATA_MODIFYING.test(text)),
-  };
+  const shareable = PLAIN_LEADERS.has(first) && !sessionText;
+  const write = WRITE_LEADERS.has(first) || (first === 'WITH' && DATA_MODIFYING.test(text));
+  return { transactionControl, shareable, sessionText, write, read: shareable && !write };
 }

@@ -45,6 +45,8 @@ export async function runInTransactionScope<T>(db: DatabasePool, handle: ScopedC
  * was written for (its writes could commit after the transaction rolled back).
  */
 export function joinedTransaction(db: DatabasePool): ScopedConnection | undefined {
+  // No callback running: the storage is disabled and holds nothing (skips getStore on the autocommit path).
+  if (runningCallbacks === 0) return undefined;
   for (let scope = transactionScope.getStore(); scope !== undefined; scope = scope.outer) {
     if (scope.db !== db) continue;
     if (!scope.active) {
