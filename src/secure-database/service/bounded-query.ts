@@ -40,7 +40,7 @@ interface PgResult {
 
 interface PgConnection {
   close(message: { type: 'S'; name: string }): void;
-  parse(message: { text: string }): void;
+  parse(message: { text: string; name?: string }): void;
   bind(message: object): void;
   execute(message: { portal: string; rows: number }): void;
   sync(): void;
@@ -53,8 +53,9 @@ function sendFixed(connection: PgConnection, statement: EnvelopeStatement): void
     connection.parse({ text: statement });
     connection.bind({});
   } else {
-    connection.parse({ text: statement.text });
-    connection.bind({ values: statement.values });
+    // A named one (the settings statement beside a cached statement): parsed once per connection.
+    if (!statement.parsed) connection.parse({ text: statement.text, ...(statement.name ? { name: statement.name } : {}) });
+    connection.bind({ values: statement.values, ...(statement.name ? { statement: statement.name } : {}) });
   }
   connection.execute({ portal: '', rows: 0 });
 }

@@ -273,7 +273,10 @@ export function runStatement(
     }
     envelope = withCallTimeout(envelope, shape.timeoutMs);
     // Last before the caller's statement: nothing between them can change the settings again.
-    if (shape.settingsStatement) envelope = { before: [...(envelope?.before ?? []), shape.settingsStatement], after: envelope?.after ?? [] };
+    if (shape.settingsStatement) {
+      const settings = named?.settings ? { ...shape.settingsStatement, ...named.settings } : shape.settingsStatement;
+      envelope = { before: [...(envelope?.before ?? []), settings], after: envelope?.after ?? [] };
+    }
   }
   // Not async: the one promise is the statement's own (queryBounded rejects a result over maxRows itself).
   const limit = maxRows === 0 || maxRows === Infinity || statementFacts(text).write ? 0 : maxRows + 1;
@@ -288,11 +291,14 @@ export function runStatement(
  * aborts the transaction, which is rerun whole instead (ScopedConnection, with the same cache).
  */
 export async function runCached(client: pg.ClientBase, cache: StatementCache, text: string, values: readonly unknown[] | undefined, shape: ResultShape): Promise<pg.QueryResult> {
+  // The settings statement (its text depends only on how many settings) is named too: the server
+  // parses it once per connection, not once per statement. Its evictions ride with the statement's.
+  const settings = shape.settingsStatement && cache.nameFor(client, shape.settingsStatement.text);
   const named = cache.nameFor(client, text);
   if (!named) return runStatement(client, text, values, shape);
   shape.cached = named.parsed === true;
   try {
-    return await runStatement(client, text, values, shape, undefined, named);
+    return await runStatement(client, text, values, shape, undefined, settings ? withSettingsName(named, settings) : named);
   } catch (error) {
     const failure = statementCacheFailure(error);
     if (failure === undefined) throw error;
@@ -307,4 +313,9 @@ export async function runCached(client: pg.ClientBase, cache: StatementCache, te
     shape.cached = false;
     return runStatement(client, text, values, shape);
   }
+}
+
+function withSettingsName(named: StatementName, settings: StatementName): StatementName {
+  const evict = settings.evict ? [...settings.evict, ...(named.evict ?? [])] : named.evict;
+  return { ...named, evict, settings: { name: settings.name, parsed: settings.parsed === true } };
 }

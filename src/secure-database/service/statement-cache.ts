@@ -54,6 +54,8 @@ export interface StatementName {
   evict?: string[];
   /** The connection's entry for this name (its kept row description), absent for a one-off name. */
   prepared?: PreparedStatement;
+  /** The name of the settings statement sent ahead of this one (see settings/), when it has one. */
+  settings?: { name: string; parsed: boolean };
 }
 
 /**

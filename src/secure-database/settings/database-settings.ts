@@ -84,6 +84,9 @@ export function mergeSettings(outer: ResolvedSettings | undefined, inner: Resolv
 export interface BoundStatement {
   text: string;
   values: readonly string[];
+  /** Sent under this prepared statement's name (the statement cache's), parsed already on the connection or not. */
+  name?: string;
+  parsed?: boolean;
 }
 
 const statementTexts = new Map<string, string>();
