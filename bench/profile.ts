@@ -9,6 +9,7 @@ import { Session } from 'node:inspector/promises';
 import { startBenchDatabase, userIdFor } from './support/bench-database.js';
 import { type Contender, pgPipelineContender, postgresJsContender, rawPgContender, serviceContender, typeormContender } from './support/contenders.js';
 import { runLoad } from './support/measure.js';
+import { sql } from '../src/index.js';
 import { fixed, whole } from './support/report.js';
 
 const arg = (name: string, fallback: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
@@ -28,6 +29,11 @@ try {
   const make: Record<string, () => Promise<Contender> | Contender> = {
     service: () => serviceContender(target, poolMax),
     'service-pipelined': () => serviceContender(target, poolMax, true),
+    // The PK select with per-call settings (tenant isolation), on a service of its own.
+    'service-settings': async () => {
+      const service = await serviceContender(target, poolMax);
+      return { ...service, key: 'service-settings', selectUser: (id: number) => service.service.fetchrow<{ id: number }>(sql`SELECT id, name, email FROM bench_users WHERE id = ${id}`, { settings: { 'app.tenant_id': id % 8 } }) };
+    },
     pg: () => rawPgContender(target, poolMax),
     typeorm: () => typeormContender(target, poolMax),
     'postgres.js': () => postgresJsContender(target, poolMax),

@@ -274,8 +274,9 @@ export function runStatement(
     envelope = withCallTimeout(envelope, shape.timeoutMs);
     // Last before the caller's statement: nothing between them can change the settings again.
     if (shape.settingsStatement) {
-      const settings = named?.settings ? { ...shape.settingsStatement, ...named.settings } : shape.settingsStatement;
-      envelope = { before: [...(envelope?.before ?? []), settings], after: envelope?.after ?? [] };
+      const { text, values } = shape.settingsStatement;
+      const settings = named?.settings ? { text, values, name: named.settings.name, parsed: named.settings.parsed } : shape.settingsStatement;
+      envelope = envelope ? { before: [...envelope.before, settings], after: envelope.after } : { before: [settings], after: NO_STATEMENTS };
     }
   }
   // Not async: the one promise is the statement's own (queryBounded rejects a result over maxRows itself).
@@ -315,7 +316,14 @@ export async function runCached(client: pg.ClientBase, cache: StatementCache, te
   }
 }
 
+const NO_STATEMENTS: readonly [] = [];
+
 function withSettingsName(named: StatementName, settings: StatementName): StatementName {
-  const evict = settings.evict ? [...settings.evict, ...(named.evict ?? [])] : named.evict;
-  return { ...named, evict, settings: { name: settings.name, parsed: settings.parsed === true } };
+  return {
+    name: named.name,
+    parsed: named.parsed,
+    evict: settings.evict ? [...settings.evict, ...(named.evict ?? [])] : named.evict,
+    prepared: named.prepared,
+    settings: { name: settings.name, parsed: settings.parsed === true },
+  };
 }

@@ -89,7 +89,8 @@ export interface BoundStatement {
   parsed?: boolean;
 }
 
-const statementTexts = new Map<string, string>();
+// The statement texts by number of settings, transaction-local and session-level.
+const statementTexts: [string[], string[]] = [[], []];
 
 /**
  * `SELECT pg_catalog.set_config($1, $2, true), …`: names and values bound, never in the text (which
@@ -99,12 +100,12 @@ const statementTexts = new Map<string, string>();
 export function setConfigStatement(settings: Iterable<readonly [string, string]>, local = true): BoundStatement {
   const values: string[] = [];
   for (const [name, value] of settings) values.push(name, value);
-  const key = `${values.length}:${local}`;
-  let text = statementTexts.get(key);
+  const texts = statementTexts[local ? 0 : 1];
+  let text = texts[values.length];
   if (text === undefined) {
     const calls: string[] = [];
     for (let i = 1; i < values.length; i += 2) calls.push(`pg_catalog.set_config($${i}, $${i + 1}, ${local})`);
-    statementTexts.set(key, (text = `SELECT ${calls.join(', ')}`));
+    texts[values.length] = text = `SELECT ${calls.join(', ')}`;
   }
   return { text, values };
 }
@@ -130,10 +131,17 @@ export class SettingsInUse {
   /** Every name in use, with `settings`' value or empty; undefined when there is nothing to set. */
   complete(settings: ResolvedSettings | undefined): ResolvedSettings | undefined {
     if (this.names.size === 0) return settings;
+    // The usual case: the call gives every name in use (and maybe new ones).
+    if (settings && settings.size >= this.names.size && this.covers(settings)) return settings;
     const complete = new Map<string, string>();
     for (const name of this.names) complete.set(name, '');
     if (settings) for (const [name, value] of settings) complete.set(name, value);
     return complete;
+  }
+
+  private covers(settings: ResolvedSettings): boolean {
+    for (const name of this.names) if (!settings.has(name)) return false;
+    return true;
   }
 
   /** The statement that applies `settings` (and empties the other names in use), if any. */
@@ -144,7 +152,7 @@ export class SettingsInUse {
 
   /** `settings` were accepted by the server. */
   remember(settings: ResolvedSettings | undefined): void {
-    if (!settings) return;
+    if (!settings || (settings.size === this.names.size && this.covers(settings))) return;
     for (const name of settings.keys()) {
       if (this.names.has(name)) continue;
       if (this.names.size >= MAX_NAMES_IN_USE) {
