@@ -69,8 +69,11 @@ describe('password rotation (DATABASE_PASSWORD_FILE, DATABASE_URL_FILE) on a rea
       const failed = load.failures();
       expect(failed.every((o) => o.code === 'DB_CONNECTION_FAILED')).toBe(true);
       expect(failed.filter((o) => o.code === 'DB_AUTHENTICATION_FAILED')).toEqual([]);
-      expect(failed.length).toBeLessThanOrEqual(busyAtTermination);
-      expect(failed.every((o) => o.startedAt < terminationDone)).toBe(true);
+      // In flight: started before the termination ended, still running when it began. (Reads share busy
+      // connections by default, so several requests may be in flight on each terminated connection, and a
+      // worker whose request failed may send its next one to a connection still being terminated.)
+      expect(failed.length).toBeGreaterThan(0);
+      expect(failed.every((o) => o.startedAt < terminationDone && o.endedAt > terminatedAt)).toBe(true);
       expect(load.succeeded(terminationDone)).toBeGreaterThan(50);
 
       // Every connection now is a new one, opened with the new password after the termination.
