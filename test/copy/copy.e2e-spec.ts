@@ -7,7 +7,7 @@ import {
   databaseErrorStatus,
   sql,
 } from '../../src/index.js';
-import { type ServiceFixture, deferred, waitForBackendExit } from '../service/service-fixture.js';
+import { type ServiceFixture, deferred, poolSettled, waitForBackendExit } from '../service/service-fixture.js';
 import { type TransactionTarget, directTarget, transactionPoolerTarget } from '../service/transaction-targets.js';
 
 // Every value that needs escaping in the text format, and every kind of value copyFrom encodes.
@@ -63,6 +63,7 @@ function describeCopy(target: TransactionTarget): void {
 
     /** No connection checked out, and every pooled one answers (none left mid-COPY or in a transaction). */
     async function expectHealthyPool(): Promise<void> {
+      await poolSettled(f.db);
       expect(f.db.stats().inFlight).toBe(0);
       const answers = await Promise.all([1, 2, 3].map((n) => f.db.fetchval<number>(sql`SELECT ${n}::int`)));
       expect(answers).toEqual([1, 2, 3]);

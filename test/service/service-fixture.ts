@@ -59,3 +59,12 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve(value: T): 
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, resolve };
 }
+
+/**
+ * Waits (at most 2 s, on the pool's own counters) until nothing is checked out or in flight. A read that
+ * joined a shared connection (reads are pipelined by default) hands back the connection it had asked
+ * the pool for only when that arrives, just after the read itself resolved.
+ */
+export async function poolSettled(db: DatabaseService): Promise<void> {
+  for (let i = 0; i < 400 && (checkedOut(db) > 0 || db.stats().inFlight > 0); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+}
