@@ -1,7 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type pg from 'pg';
 import { ShuttingDownError } from '../errors/connection.errors.js';
-import { SessionUnavailableError } from '../errors/pooler.errors.js';
 import { InvalidQueryError } from '../errors/query.errors.js';
 import type { DatabasePool, ListenerStats } from '../pool/database-pool.js';
 import { promiseTimeout } from '../utils/promise-timeout.js';
@@ -128,11 +127,8 @@ export class NotificationListener {
 
   /** Behind a transaction pooler LISTEN needs DATABASE_DIRECT_URL: a pooled server connection is shared with other clients. */
   private sessionPool(): DatabasePool {
-    if (!this.owner.transactionPooled) return this.owner;
-    if (this.owner.direct) return this.owner.direct;
-    throw new SessionUnavailableError(
-      'listen needs a server session of its own, which a transaction pooler does not give (notifications would reach whichever client holds the server connection): ' +
-        "set DATABASE_DIRECT_URL to the database's direct address, where the listener connection is then opened (notify works through the pooler as it is)",
+    return this.owner.sessionPool(
+      'listen needs a server session of its own, which a transaction pooler does not give (notifications would reach whichever client holds the server connection; notify works through the pooler as it is)',
     );
   }
 

@@ -6,6 +6,7 @@ import type { HostPort } from '../config/database-url.js';
 import type { ResolvedDatabaseConfig } from '../config/resolve-database-config.js';
 import { ConnectionCredentials } from '../credentials/connection-credentials.js';
 import { ShuttingDownError, ConnectTimeoutError, SslNotActiveError } from '../errors/connection.errors.js';
+import { SessionUnavailableError } from '../errors/pooler.errors.js';
 import type { SecureDatabaseError } from '../errors/secure-database.error.js';
 import { isConnectionUnusable, toDatabaseError } from '../errors/to-database-error.js';
 import { useCamelCaseRows } from '../config/row-case.js';
@@ -313,6 +314,17 @@ export class DatabasePool {
    */
   discardIfBroken(client: pg.ClientBase, error: unknown): void {
     if (isConnectionUnusable(error) || (!this.config.topology.readOnly && (error as { code?: unknown })?.code === '25006')) this.markUnusable(client);
+  }
+
+  /**
+   * Where work that needs a server session of its own runs (withConnection, the LISTEN connection):
+   * this pool, or behind a transaction pooler the DATABASE_DIRECT_URL pool; without one, refused with
+   * SessionUnavailableError saying `why` and what to set.
+   */
+  sessionPool(why: string): DatabasePool {
+    if (!this.transactionPooled) return this;
+    if (this.direct) return this.direct;
+    throw new SessionUnavailableError(`${why}: set DATABASE_DIRECT_URL to the database's direct address`);
   }
 
   /** Behind a transaction pooler: true, and each statement the module sends runs in a transaction of its own. */

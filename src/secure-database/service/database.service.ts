@@ -368,11 +368,9 @@ export class DatabaseService extends Queryable {
   }
 
   private sessionPool(): DatabasePool {
-    if (!this.db.transactionPooled) return this.db;
-    if (this.db.direct) return this.db.direct;
-    throw new SessionUnavailableError(
-      'withConnection needs a server session of its own, which a transaction pooler does not give (each transaction may run on another server connection, shared with other clients): ' +
-        "set DATABASE_DIRECT_URL to the database's direct address to run it there, or use transaction() for work that fits in one transaction",
+    return this.db.sessionPool(
+      'withConnection needs a server session of its own, which a transaction pooler does not give (each transaction may run on another server connection, shared with other clients); ' +
+        'or use transaction() for work that fits in one transaction',
     );
   }
 
