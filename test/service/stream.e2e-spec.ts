@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Cursor from 'pg-cursor';
 import { ConnectionError, InvalidQueryError, QueryError, StatementTimeoutError, sql } from '../../src/index.js';
 import { appConnections, waitForActivity } from '../support/server-faults.js';
-import { type ServiceFixture, checkedOut, startService } from './service-fixture.js';
+import { type ServiceFixture, checkedOut, poolSettled, startService } from './service-fixture.js';
 
 const APP = `stream-spec-${process.pid}`;
 // The timeout covers a whole stream: enough for the 20,000-row reads on a loaded machine, short enough
@@ -37,9 +37,7 @@ describe('DatabaseService.stream', () => {
 
   /** Nothing checked out or queued, and the server sees no backend of ours busy or inside a transaction. */
   async function expectReleased(): Promise<void> {
-    // A read that joined a shared connection (reads are pipelined by default) hands back the connection it
-    // had asked the pool for when that arrives: waited for here, on the pool's own counters, at most 2 s.
-    for (let i = 0; i < 400 && (checkedOut(f.db) > 0 || f.db.stats().inFlight > 0); i++) await sleep(5);
+    await poolSettled(f.db);
     expect({ checkedOut: checkedOut(f.db), inFlight: f.db.stats().inFlight, waiting: f.db.stats().waiting }).toEqual({ checkedOut: 0, inFlight: 0, waiting: 0 });
     const rows = await waitForActivity(f.cluster, (all) => all.filter((r) => r.applicationName === APP).every((r) => r.state === 'idle'));
     expect(rows.filter((r) => r.applicationName === APP && r.state !== 'idle')).toEqual([]);
