@@ -76,6 +76,16 @@ export class CopyDeadline {
   }
 }
 
+/**
+ * Clears the client-side timer pg armed for a COPY TO (its query_timeout, set to the ceiling because
+ * CopyDeadline bounds the copy instead). pg clears it only through the query's callback, which
+ * pg-copy-streams' COPY TO never calls (its COPY FROM does, at the end and on an error): left armed,
+ * each copy would hold its client and keep the process alive for 24 days.
+ */
+export function disarmClientTimer(copy: unknown): void {
+  (copy as { callback?: () => void }).callback?.();
+}
+
 /** A COPY's statement timeout: the call's timeoutMs, else the module's statement timeout. */
 export function copyTimeoutMs(db: DatabasePool, timeoutMs: number | undefined): number {
   return timeoutMs ?? db.config.serverTimeouts.statementTimeoutMs;

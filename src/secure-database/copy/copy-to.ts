@@ -5,7 +5,7 @@ import type { DatabasePool } from '../pool/database-pool.js';
 import type { BoundStatement } from '../settings/database-settings.js';
 import { type CallOptions, acquireUnlessAborted, beginWithTimeout, callOptionsOf, throwIfAborted } from '../service/cancellation.js';
 import { SqlFragment } from '../service/sql.js';
-import { CopyDeadline, copyError, copyTimeoutMs, discardConnection } from './copy-connection.js';
+import { CopyDeadline, copyError, copyTimeoutMs, disarmClientTimer, discardConnection } from './copy-connection.js';
 import { copyToStatement } from './copy-statement.js';
 import { decodeRow } from './copy-text-format.js';
 
@@ -60,6 +60,7 @@ export async function* copyChunksOn(db: DatabasePool, client: pg.ClientBase, sta
     completed = true;
   } finally {
     deadline.stop();
+    disarmClientTimer(copy);
     signal?.removeEventListener('abort', onAbort);
     if (!completed) discardConnection(db, client);
   }
