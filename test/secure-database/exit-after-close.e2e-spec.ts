@@ -36,12 +36,10 @@ describe('after app.close() the process ends by itself, whatever it used (built 
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     const closed = new Promise<void>((resolve) => child.stdout!.on('data', () => output.includes('closed\n') && resolve()));
     await Promise.race([closed, exited]);
-    const closedAt = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const code = await Promise.race([exited, new Promise<'still running'>((resolve) => (timer = setTimeout(() => resolve('still running'), EXIT_WITHIN_MS)))]);
     clearTimeout(timer);
     child.kill('SIGKILL');
     expect({ output, code }).toEqual({ output: 'closed\n', code: 0 });
-    expect(performance.now() - closedAt).toBeLessThan(EXIT_WITHIN_MS);
   }, 60_000);
 });
